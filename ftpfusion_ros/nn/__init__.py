@@ -1,0 +1,1 @@
+"""Building blocks shared by several models (colour conversion, frequency split, attention, scans)."""

@@ -1,0 +1,68 @@
+"""Temporally stable mapping of thermal frames to [0, 1] (automatic gain control).
+
+Per-frame min-max scaling makes video flicker — exactly what video fusion exists to remove — so
+16-bit/float thermal data is mapped with a window [lo, hi] that is either fixed (radiometric) or
+follows robust percentiles through an exponential moving average.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class AGCConfig:
+    mode: str = "percentile"      # "percentile" (smoothed) | "fixed"
+    low_percentile: float = 1.0
+    high_percentile: float = 99.0
+    smoothing: float = 0.1        # EMA weight of the newest frame's percentiles (0 < s <= 1)
+    fixed_low: float = 0.0        # "fixed" window, in raw counts
+    fixed_high: float = 65535.0
+    min_span: float = 16.0        # never stretch less than this many counts (avoids amplifying noise)
+    subsample: int = 4            # percentiles on every n-th pixel: a 16x cheaper estimate, same result
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("percentile", "fixed"):
+            raise ValueError(f"AGC mode must be 'percentile' or 'fixed', got {self.mode!r}")
+        if not 0.0 < self.smoothing <= 1.0:
+            raise ValueError(f"AGC smoothing must be in (0, 1], got {self.smoothing}")
+        if not 0.0 <= self.low_percentile < self.high_percentile <= 100.0:
+            raise ValueError("AGC percentiles must satisfy 0 <= low < high <= 100")
+        if self.mode == "fixed" and not self.fixed_high > self.fixed_low:
+            raise ValueError("AGC fixed window needs fixed_high > fixed_low")
+
+
+class ThermalAGC:
+    """Maps raw thermal frames (any bit depth) to float32 [0, 1] with a temporally smoothed window."""
+
+    def __init__(self, config: AGCConfig | None = None) -> None:
+        self.config = config or AGCConfig()
+        self.window: tuple[float, float] | None = None
+
+    def reset(self) -> None:
+        self.window = None
+
+    def __call__(self, raw: np.ndarray) -> np.ndarray:
+        cfg = self.config
+        data = raw.astype(np.float32, copy=False)
+        if cfg.mode == "fixed":
+            lo, hi = cfg.fixed_low, cfg.fixed_high
+        else:
+            sample = data[:: cfg.subsample, :: cfg.subsample]
+            finite = sample[np.isfinite(sample)]
+            if finite.size == 0:
+                raise ValueError("thermal frame has no finite values")
+            p_lo, p_hi = np.percentile(finite, (cfg.low_percentile, cfg.high_percentile))
+            if self.window is None:
+                lo, hi = float(p_lo), float(p_hi)
+            else:
+                s = cfg.smoothing
+                lo = (1 - s) * self.window[0] + s * float(p_lo)
+                hi = (1 - s) * self.window[1] + s * float(p_hi)
+            self.window = (lo, hi)
+            if hi - lo < cfg.min_span:
+                mid = 0.5 * (lo + hi)
+                lo, hi = mid - cfg.min_span / 2, mid + cfg.min_span / 2
+        out = (data - lo) * (1.0 / (hi - lo))
+        return np.clip(np.nan_to_num(out, nan=0.0, copy=False), 0.0, 1.0, out=out)

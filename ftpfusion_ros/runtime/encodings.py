@@ -1,0 +1,71 @@
+"""Image encodings (ROS sensor_msgs names) -> float arrays the engine fuses.
+
+Only validation and channel/bit-depth bookkeeping lives here; mapping 16-bit or float thermal data to
+[0, 1] is the AGC's job (agc.py), because it must be temporally stable.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+# encoding -> (channels, dtype)
+ENCODINGS: dict[str, tuple[int, np.dtype]] = {
+    "mono8": (1, np.dtype(np.uint8)),
+    "8UC1": (1, np.dtype(np.uint8)),
+    "mono16": (1, np.dtype(np.uint16)),
+    "16UC1": (1, np.dtype(np.uint16)),
+    "32FC1": (1, np.dtype(np.float32)),
+    "bgr8": (3, np.dtype(np.uint8)),
+    "rgb8": (3, np.dtype(np.uint8)),
+    "8UC3": (3, np.dtype(np.uint8)),
+    "bgra8": (4, np.dtype(np.uint8)),
+    "rgba8": (4, np.dtype(np.uint8)),
+}
+HIGH_DEPTH = {"mono16", "16UC1", "32FC1"}
+
+
+class InputError(ValueError):
+    """An input frame that cannot be fused as given (wrong encoding, size, dtype, ...)."""
+
+
+def check_array(arr: np.ndarray, encoding: str, what: str) -> None:
+    """Raise InputError unless `arr` is a valid image of `encoding`."""
+    if encoding not in ENCODINGS:
+        raise InputError(f"{what}: unsupported encoding {encoding!r}; supported: {', '.join(ENCODINGS)}")
+    channels, dtype = ENCODINGS[encoding]
+    if not isinstance(arr, np.ndarray):
+        raise InputError(f"{what}: expected a numpy array, got {type(arr).__name__}")
+    if arr.dtype != dtype:
+        raise InputError(f"{what}: encoding {encoding} needs dtype {dtype}, got {arr.dtype}")
+    shape_ok = arr.ndim == 2 and channels == 1 or arr.ndim == 3 and arr.shape[2] == channels
+    if not shape_ok:
+        raise InputError(f"{what}: encoding {encoding} needs {channels} channel(s), got array of shape {arr.shape}")
+    if arr.shape[0] < 2 or arr.shape[1] < 2:
+        raise InputError(f"{what}: image of size {arr.shape[1]}x{arr.shape[0]} is too small")
+
+
+def to_luminance_raw(arr: np.ndarray, encoding: str) -> np.ndarray:
+    """One channel of a (thermal) image in its native range: colour inputs are averaged to grey.
+
+    Thermal cameras that publish colour encodings (or MP4s storing IR as 3 identical channels) carry the
+    same value in every channel; a colour-mapped IR image has no radiometric meaning anyway.
+    """
+    if arr.ndim == 2:
+        return arr
+    if arr.shape[2] == 4:
+        arr = arr[:, :, :3]
+    return arr.mean(axis=2, dtype=np.float32)
+
+
+def to_rgb_float(arr: np.ndarray, encoding: str) -> np.ndarray:
+    """Visible image -> (H, W, 3) float32 RGB in [0, 1]."""
+    if encoding in HIGH_DEPTH:
+        scale = 65535.0 if arr.dtype == np.uint16 else 1.0
+        grey = np.clip(arr.astype(np.float32) / scale, 0.0, 1.0)
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    if arr.ndim == 2:
+        grey = arr.astype(np.float32) / 255.0
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    rgb = arr[:, :, :3]
+    if encoding in ("bgr8", "bgra8", "8UC3"):
+        rgb = rgb[:, :, ::-1]
+    return rgb.astype(np.float32) / 255.0

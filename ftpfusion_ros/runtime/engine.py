@@ -1,0 +1,191 @@
+"""The streaming fusion engine: one code path for the ROS node, the offline tools and evaluation.
+
+numpy frames in (any supported encoding) -> registration, thermal AGC, colour -> model through the
+temporal ring -> fused BGR frame out, with the registered inputs and timing.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..models import model_class, build_model
+from .agc import AGCConfig, ThermalAGC
+from .checkpoint import load_checkpoint, packaged_checkpoint
+from .device import autocast, resolve_device, resolve_dtype
+from .encodings import HIGH_DEPTH, InputError, check_array, to_luminance_raw, to_rgb_float
+from .registration import parse_homography, register_ir
+from .ring import TemporalRing
+
+log = logging.getLogger(__name__)
+
+#: relative aspect-ratio difference tolerated when resizing IR onto the visible frame without a homography
+ASPECT_TOLERANCE = 0.02
+
+
+@dataclass
+class EngineConfig:
+    model: str = "ftpfusion"
+    checkpoint: str | None = None      # None: the packaged checkpoint of a learned model
+    device: str = "auto"               # auto | cpu | cuda | cuda:N
+    precision: str = "auto"            # auto (fp16 on CUDA, fp32 on CPU) | fp32 | fp16 | bf16
+    window: int | None = None          # ring length T; None: the model's default
+    lookahead: int = 0                 # 0 = causal; L > 0 outputs frame t-L seeing L future frames
+    homography: list[float] | None = None  # 3x3 row-major IR -> visible pixel mapping
+    agc: AGCConfig = field(default_factory=AGCConfig)
+    allow_untrained: bool = False      # run a learned model with random weights (benchmarks, tests)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "EngineConfig":
+        """From a YAML/ROS-parameter mapping; unknown keys are an error (typos must not pass silently)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown engine settings {sorted(unknown)}; known: {sorted(known)}")
+        data = dict(data)
+        if isinstance(data.get("agc"), dict):
+            data["agc"] = AGCConfig(**data["agc"])
+        return cls(**data)
+
+
+@dataclass
+class FusionResult:
+    fused_bgr: np.ndarray        # (H, W, 3) uint8, the visible camera's frame
+    aligned_ir: np.ndarray       # (H, W) uint8, IR registered onto the visible frame, after AGC
+    aligned_vis_bgr: np.ndarray  # (H, W, 3) uint8
+    stamp: Any
+    latency_ms: float            # from this frame's push to its result (look-ahead delay included)
+    ring_fill: int
+    window: int
+    model: str
+    device: str
+
+
+@dataclass
+class _Meta:
+    stamp: Any
+    ir8: np.ndarray
+    vis_bgr: np.ndarray
+    t0: float
+
+
+class FusionEngine:
+    def __init__(self, config: EngineConfig | None = None) -> None:
+        self.config = cfg = config or EngineConfig()
+        self.device = resolve_device(cfg.device)
+        self.dtype = resolve_dtype(cfg.precision, self.device)
+        self.model = self._load_model(cfg).to(self.device).eval()
+        self.homography = parse_homography(cfg.homography)
+        window = cfg.window or self.model.window
+        self.ring = TemporalRing(self.model, window, cfg.lookahead)
+        self.agc = ThermalAGC(cfg.agc)
+        self._size: tuple[int, int] | None = None  # (W, H) of the stream, fixed until reset()
+
+    @staticmethod
+    def _load_model(cfg: EngineConfig):
+        cls = model_class(cfg.model)
+        if not cls.learned:
+            if cfg.checkpoint:
+                raise ValueError(f"model {cfg.model!r} is classical and takes no checkpoint")
+            return build_model(cfg.model)
+        path = cfg.checkpoint or packaged_checkpoint(cfg.model)
+        if path:
+            return load_checkpoint(cfg.model, path)
+        if cfg.allow_untrained:
+            log.warning("model %s runs with untrained weights", cfg.model)
+            return build_model(cfg.model)
+        raise FileNotFoundError(f"model {cfg.model!r} needs a checkpoint and none is packaged; pass one "
+                                "or choose a classical model")
+
+    @property
+    def window(self) -> int:
+        return self.ring.window
+
+    @property
+    def model_name(self) -> str:
+        return self.config.model
+
+    def reset(self) -> None:
+        self.ring.reset()
+        self.agc.reset()
+        self._size = None
+
+    # -- pre-processing -------------------------------------------------------------------------
+    def _prepare(self, ir: np.ndarray, vis: np.ndarray, ir_encoding: str, vis_encoding: str):
+        check_array(ir, ir_encoding, "IR image")
+        check_array(vis, vis_encoding, "visible image")
+        h, w = vis.shape[:2]
+        if self._size is not None and self._size != (w, h):
+            raise InputError(f"visible image size changed from {self._size[0]}x{self._size[1]} to {w}x{h} "
+                             "mid-stream; reset the engine to accept the new size")
+        ih, iw = ir.shape[:2]
+        if self.homography is None and (ih, iw) != (h, w):
+            if abs(iw / ih - w / h) > ASPECT_TOLERANCE * (w / h):
+                raise InputError(f"IR image {iw}x{ih} and visible image {w}x{h} differ in aspect ratio; "
+                                 "configure an IR->visible homography")
+        raw = to_luminance_raw(ir, ir_encoding)
+        if ir_encoding in HIGH_DEPTH:
+            ir_f = self.agc(raw)
+        else:
+            ir_f = raw.astype(np.float32) * (1.0 / 255.0)
+        ir_f = register_ir(ir_f, (w, h), self.homography)
+        vis_rgb = to_rgb_float(vis, vis_encoding)
+        return ir_f, vis_rgb
+
+    def _to_tensor(self, arr: np.ndarray) -> torch.Tensor:
+        t = torch.from_numpy(np.ascontiguousarray(arr))
+        t = t[None, None] if t.dim() == 2 else t.permute(2, 0, 1)[None]
+        t = t.to(self.device, non_blocking=True)
+        m = self.model.size_multiple
+        h, w = t.shape[-2:]
+        ph, pw = (-h) % m, (-w) % m
+        if ph or pw:
+            mode = "reflect" if ph < h and pw < w else "replicate"
+            t = F.pad(t, (0, pw, 0, ph), mode=mode)
+        return t
+
+    # -- streaming --------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def push(self, ir: np.ndarray, vis: np.ndarray, ir_encoding: str = "mono8", vis_encoding: str = "bgr8",
+             stamp: Any = None) -> FusionResult | None:
+        """Add one registered-or-not IR/visible pair; return the fused frame due now (see TemporalRing).
+
+        Raises InputError for frames that cannot be fused; the ring is then left as it was.
+        """
+        t0 = time.perf_counter()
+        ir_f, vis_rgb = self._prepare(ir, vis, ir_encoding, vis_encoding)
+        h, w = vis_rgb.shape[:2]
+        self._size = (w, h)
+        meta = _Meta(stamp, (ir_f * 255.0 + 0.5).astype(np.uint8),
+                     np.ascontiguousarray((vis_rgb[:, :, ::-1] * 255.0 + 0.5).astype(np.uint8)), t0)
+        with autocast(self.device, self.dtype):
+            out = self.ring.push(self._to_tensor(ir_f), self._to_tensor(vis_rgb), meta)
+        return None if out is None else self._result(*out)
+
+    @torch.inference_mode()
+    def flush(self) -> list[FusionResult]:
+        with autocast(self.device, self.dtype):
+            outs = self.ring.flush()
+        return [self._result(*o) for o in outs]
+
+    def _result(self, fused: torch.Tensor, meta: _Meta) -> FusionResult:
+        h, w = meta.vis_bgr.shape[:2]
+        rgb = fused[0, :, :h, :w].float().clamp_(0, 1).mul_(255).add_(0.5).to(torch.uint8)
+        bgr = rgb.flip(0).permute(1, 2, 0).contiguous().cpu().numpy()
+        return FusionResult(
+            fused_bgr=bgr,
+            aligned_ir=meta.ir8,
+            aligned_vis_bgr=meta.vis_bgr,
+            stamp=meta.stamp,
+            latency_ms=(time.perf_counter() - meta.t0) * 1e3,
+            ring_fill=self.ring.fill,
+            window=self.ring.window,
+            model=self.config.model,
+            device=str(self.device),
+        )
