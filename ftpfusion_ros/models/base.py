@@ -51,6 +51,11 @@ class FusionModel(nn.Module):
         cache = [self.encode_frame(ir[:, :, t], vis[:, :, t]) for t in range(ir.shape[2])]
         return self.fuse_window(cache, range(ir.shape[2]))
 
+    def forward_train(self, ir: torch.Tensor, vis: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Training forward: the fused clip plus auxiliary outputs a model's loss needs (e.g. RPFNet's
+        auxiliary decoder). Models without auxiliary outputs inherit this."""
+        return self(ir, vis), {}
+
 
 class FrameFusionModel(FusionModel):
     """A model that fuses each frame on its own; runs on a clip frame by frame."""

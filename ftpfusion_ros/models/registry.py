@@ -16,7 +16,13 @@ from .base import FusionModel
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 _REGISTRY: dict[str, type[FusionModel]] = {}
 # Modules that register models when imported; imported lazily so `import ftpfusion_ros` stays cheap.
-_MODEL_MODULES = ("ftpfusion_ros.models.classical", "ftpfusion_ros.models.ftpfusion")
+_MODEL_MODULES = (
+    "ftpfusion_ros.models.classical",
+    "ftpfusion_ros.models.ftpfusion",
+    "ftpfusion_ros.models.rpfnet",
+    "ftpfusion_ros.models.f3net",
+    "ftpfusion_ros.models.isfm",
+)
 _loaded = False
 
 M = TypeVar("M", bound=type[FusionModel])

@@ -1,0 +1,48 @@
+"""`ftpfusion bench`: parameters, FLOPs, ms per streamed frame (p50/p99) and peak memory of a model."""
+from __future__ import annotations
+
+import argparse
+import json
+
+import torch
+
+from ..runtime.benchmark import benchmark
+from .common import add_engine_arguments, engine_config
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"--size must look like 640x480, got {text!r}") from None
+    if w < 8 or h < 8:
+        raise ValueError(f"--size too small: {text}")
+    return w, h
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--size", default="640x480", help="frame size WxH (default 640x480)")
+    parser.add_argument("--frames", type=int, help="temporal ring length T (default: the model's)")
+    parser.add_argument("--steps", type=int, default=30, help="timed streamed frames (default 30)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    add_engine_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    w, h = parse_size(args.size)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = engine_config(args, window=args.frames or args.window)
+    result = benchmark(cfg, w, h, steps=args.steps)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"model        {result['model']} (T={result['frames']}, {result['precision']}, "
+              f"{result['device']}, {result['threads']} threads)")
+        print(f"size         {result['size']}")
+        print(f"params       {result['params']:,}")
+        print(f"FLOPs/frame  {result['flops'] / 1e9:.2f} G")
+        print(f"ms/frame     p50 {result['ms_p50']:.1f}  p99 {result['ms_p99']:.1f}  ({result['fps']:.1f} fps)")
+        print(f"peak memory  {result['peak_mem_mb']:.0f} MB")
+    return 0

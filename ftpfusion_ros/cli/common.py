@@ -1,0 +1,26 @@
+"""Arguments shared by the subcommands that run the streaming engine."""
+from __future__ import annotations
+
+import argparse
+
+from ..runtime import EngineConfig
+
+DEFAULT_MODEL = "ftpfusion"
+
+
+def add_engine_arguments(parser: argparse.ArgumentParser, default_model: str = DEFAULT_MODEL) -> None:
+    g = parser.add_argument_group("engine")
+    g.add_argument("--model", default=default_model, help=f"model name (default: {default_model})")
+    g.add_argument("--checkpoint", help="state_dict checkpoint (default: the packaged one)")
+    g.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
+    g.add_argument("--precision", default="auto", help="auto | fp32 | fp16 | bf16 (default: auto)")
+    g.add_argument("--window", type=int, help="temporal ring length T (default: the model's)")
+    g.add_argument("--lookahead", type=int, default=0, help="frames of look-ahead (default 0: causal)")
+
+
+def engine_config(args: argparse.Namespace, **overrides) -> EngineConfig:
+    cfg = EngineConfig(model=args.model, checkpoint=args.checkpoint, device=args.device,
+                       precision=args.precision, window=args.window, lookahead=args.lookahead)
+    for key, value in overrides.items():
+        setattr(cfg, key, value)
+    return cfg
