@@ -199,7 +199,8 @@ def test_checkpoint_round_trip_and_clear_errors(tmp_path):
     corrupt.write_bytes(path.read_bytes()[:1000])
     with pytest.raises(CheckpointError, match="cannot be read"):
         load_checkpoint("ftpfusion", corrupt)
-    (tmp_path / "ftp.pt").write_bytes(path.read_bytes()[:-1] + b"\0")
+    data = path.read_bytes()
+    path.write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))  # one flipped byte
     with pytest.raises(CheckpointError, match="sha256"):
         load_checkpoint("ftpfusion", path)
     with pytest.raises(CheckpointError, match="no weights"):

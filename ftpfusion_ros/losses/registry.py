@@ -36,5 +36,5 @@ def _load_all() -> None:
 def build_loss(model_name: str, config: dict[str, Any] | None = None) -> nn.Module:
     _load_all()
     if model_name not in _LOSSES:
-        raise KeyError(f"no training loss registered for model {model_name!r}; have: {sorted(_LOSSES)}")
+        raise ValueError(f"no training loss registered for model {model_name!r}; have: {sorted(_LOSSES)}")
     return _LOSSES[model_name](**(config or {}))

@@ -61,7 +61,7 @@ def model_class(name: str) -> type[FusionModel]:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise KeyError(f"unknown model {name!r}; available: {', '.join(sorted(_REGISTRY))}") from None
+        raise ValueError(f"unknown model {name!r}; available: {', '.join(sorted(_REGISTRY))}") from None
 
 
 def default_config(name: str) -> dict[str, Any]:

@@ -17,6 +17,7 @@ class AGCConfig:
     low_percentile: float = 1.0
     high_percentile: float = 99.0
     smoothing: float = 0.1        # EMA weight of the newest frame's percentiles (0 < s <= 1)
+    max_step: float = 0.04        # a bound moves at most this fraction of the window's span per frame
     fixed_low: float = 0.0        # "fixed" window, in raw counts
     fixed_high: float = 65535.0
     min_span: float = 16.0        # never stretch less than this many counts (avoids amplifying noise)
@@ -27,6 +28,8 @@ class AGCConfig:
             raise ValueError(f"AGC mode must be 'percentile' or 'fixed', got {self.mode!r}")
         if not 0.0 < self.smoothing <= 1.0:
             raise ValueError(f"AGC smoothing must be in (0, 1], got {self.smoothing}")
+        if not self.max_step > 0.0:
+            raise ValueError(f"AGC max_step must be > 0, got {self.max_step}")
         if not 0.0 <= self.low_percentile < self.high_percentile <= 100.0:
             raise ValueError("AGC percentiles must satisfy 0 <= low < high <= 100")
         if self.mode == "fixed" and not self.fixed_high > self.fixed_low:
@@ -57,9 +60,12 @@ class ThermalAGC:
             if self.window is None:
                 lo, hi = float(p_lo), float(p_hi)
             else:
-                s = cfg.smoothing
-                lo = (1 - s) * self.window[0] + s * float(p_lo)
-                hi = (1 - s) * self.window[1] + s * float(p_hi)
+                # EMA towards the new percentiles, rate-limited relative to the current span: a hot object
+                # entering the view widens the window over ~a second instead of darkening the scene at once
+                old_lo, old_hi = self.window
+                step = cfg.max_step * max(old_hi - old_lo, cfg.min_span)
+                lo = old_lo + float(np.clip(cfg.smoothing * (p_lo - old_lo), -step, step))
+                hi = old_hi + float(np.clip(cfg.smoothing * (p_hi - old_hi), -step, step))
             self.window = (lo, hi)
             if hi - lo < cfg.min_span:
                 mid = 0.5 * (lo + hi)

@@ -1,0 +1,171 @@
+"""Approximate-time pairing of timestamped messages, ROS-free.
+
+The sync node uses ``message_filters.ApproximateTimeSynchronizer`` when it is importable (a normal ROS
+install) and this policy otherwise (pip-only environments, where message_filters is not packaged). The
+semantics are those of message_filters' Python ApproximateTimeSynchronizer, so that a node behaves the
+same either way:
+
+- each input keeps a queue of at most ``queue_size`` messages keyed by stamp (a second message with
+  the same stamp on the same input replaces the first); when a queue overflows, its oldest stamp is
+  discarded;
+- when a message arrives on input i (stamp t), the other inputs' queued stamps within ``slop`` of t are
+  candidates, tried closest first; the first combination whose spread (max stamp - min stamp) is
+  strictly below ``slop`` is emitted, in input order, and its messages leave their queues;
+- messages are not discarded when a later set is emitted; they leave only by overflow (or reset).
+
+Stamps are integer nanoseconds (``Time.nanoseconds`` in rclpy). Besides pairing, the policy keeps the
+statistics the node reports: sets formed, messages dropped (evicted unpaired or replaced) and skew.
+"""
+from __future__ import annotations
+
+import itertools
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+NS_PER_S = 1_000_000_000
+
+
+@dataclass
+class SyncStats:
+    """Counters of a synchroniser: what came in, what was paired, what was lost, and how far apart."""
+
+    received: list[int]
+    sets_formed: int = 0
+    dropped: list[int] = field(default_factory=list)
+    skew_sum_s: float = 0.0
+    skew_abs_max_s: float = 0.0
+    last_skew_s: float = 0.0
+
+    @property
+    def dropped_total(self) -> int:
+        return sum(self.dropped)
+
+    @property
+    def skew_mean_s(self) -> float:
+        return self.skew_sum_s / self.sets_formed if self.sets_formed else 0.0
+
+    def record_set(self, stamps_ns: Sequence[int]) -> float:
+        """Record a formed set; returns its skew (stamps[0] - stamps[1], seconds; 0 for one input)."""
+        skew = (stamps_ns[0] - stamps_ns[1]) / NS_PER_S if len(stamps_ns) > 1 else 0.0
+        self.sets_formed += 1
+        self.skew_sum_s += skew
+        self.skew_abs_max_s = max(self.skew_abs_max_s, abs(skew))
+        self.last_skew_s = skew
+        return skew
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "received": list(self.received),
+            "sets_formed": self.sets_formed,
+            "dropped": list(self.dropped),
+            "dropped_total": self.dropped_total,
+            "skew_mean_s": self.skew_mean_s,
+            "skew_abs_max_s": self.skew_abs_max_s,
+            "last_skew_s": self.last_skew_s,
+        }
+
+
+class ApproximateTimePolicy:
+    """Approximate-time synchroniser over ``n_inputs`` streams (message_filters' Python semantics).
+
+    ``add(index, stamp_ns, msg)`` returns the tuple of messages (one per input, in input order) when the
+    arrival completes a set, else None. Optionally ``callback(*msgs)`` is called with the same tuple
+    (the message_filters style). Thread-safe: a multi-threaded executor may call add() concurrently.
+    """
+
+    def __init__(
+        self,
+        n_inputs: int = 2,
+        queue_size: int = 10,
+        slop: float = 0.05,
+        callback: Callable[..., Any] | None = None,
+    ) -> None:
+        if n_inputs < 1:
+            raise ValueError(f"n_inputs must be >= 1, got {n_inputs}")
+        if queue_size < 1:
+            raise ValueError(f"queue_size must be >= 1, got {queue_size}")
+        if slop < 0:
+            raise ValueError(f"slop must be >= 0 seconds, got {slop}")
+        self.n_inputs = n_inputs
+        self.queue_size = int(queue_size)
+        self.slop_ns = int(round(slop * NS_PER_S))
+        self.callback = callback
+        self._queues: list[dict[int, Any]] = [{} for _ in range(n_inputs)]
+        self._lock = threading.Lock()
+        self.stats = SyncStats(received=[0] * n_inputs, dropped=[0] * n_inputs)
+
+    @property
+    def slop(self) -> float:
+        return self.slop_ns / NS_PER_S
+
+    def queued(self) -> list[int]:
+        """Messages currently waiting in each input's queue."""
+        with self._lock:
+            return [len(q) for q in self._queues]
+
+    def reset(self) -> None:
+        """Forget queued messages (e.g. after a jump back in time); statistics are kept."""
+        with self._lock:
+            for i, q in enumerate(self._queues):
+                self.stats.dropped[i] += len(q)
+                q.clear()
+
+    def add(self, index: int, stamp_ns: int, msg: Any) -> tuple | None:
+        if not 0 <= index < self.n_inputs:
+            raise IndexError(f"input index {index} out of range for {self.n_inputs} inputs")
+        stamp_ns = int(stamp_ns)
+        with self._lock:
+            matched = self._add_locked(index, stamp_ns, msg)
+        if matched is not None and self.callback is not None:
+            self.callback(*matched)
+        return matched
+
+    def _add_locked(self, index: int, stamp_ns: int, msg: Any) -> tuple | None:
+        stats = self.stats
+        stats.received[index] += 1
+        queue = self._queues[index]
+        if stamp_ns in queue:
+            stats.dropped[index] += 1  # replaced by a message with the same stamp
+        queue[stamp_ns] = msg
+        while len(queue) > self.queue_size:
+            del queue[min(queue)]
+            stats.dropped[index] += 1
+        if stamp_ns not in queue:
+            return None  # the new message was itself the oldest and was evicted
+
+        # Candidates of the other inputs within slop of the new stamp, closest first (sorted() is stable:
+        # equal distances keep queue insertion order, as in message_filters).
+        candidates: list[list[int]] = []
+        for j, other in enumerate(self._queues):
+            if j == index:
+                continue
+            near = [(s, abs(s - stamp_ns)) for s in other if abs(s - stamp_ns) <= self.slop_ns]
+            if not near:
+                return None
+            candidates.append([s for s, _ in sorted(near, key=lambda sd: sd[1])])
+
+        for combo in itertools.product(*candidates):
+            stamps = list(combo)
+            stamps.insert(index, stamp_ns)
+            if max(stamps) - min(stamps) < self.slop_ns:
+                msgs = tuple(q.pop(s) for q, s in zip(self._queues, stamps))
+                stats.record_set(stamps)
+                return msgs
+        return None
+
+
+def stamp_to_ns(stamp: Any) -> int:
+    """Nanoseconds of a builtin_interfaces/Time-like object (``sec``/``nanosec``) or an int."""
+    if isinstance(stamp, int):
+        return stamp
+    return int(stamp.sec) * NS_PER_S + int(stamp.nanosec)
+
+
+def ns_to_sec_nanosec(ns: int) -> tuple[int, int]:
+    """Split nanoseconds into (sec, nanosec) as builtin_interfaces/Time stores them (nanosec >= 0)."""
+    sec, nanosec = divmod(int(ns), NS_PER_S)
+    return sec, nanosec
+
+
+__all__ = ["ApproximateTimePolicy", "SyncStats", "stamp_to_ns", "ns_to_sec_nanosec", "NS_PER_S"]
