@@ -81,7 +81,7 @@ def build_model(name: str, config: dict[str, Any] | None = None) -> FusionModel:
     """Instantiate model `name` with its default config updated by `config`."""
     cls = model_class(name)
     merged = default_config(name)
-    unknown = set(config or {}) - set(merged) if merged else set()
+    unknown = set(config or {}) - set(merged)
     if unknown:
         raise ValueError(f"unknown config keys for model {name!r}: {sorted(unknown)}; known: {sorted(merged)}")
     merged.update(config or {})
