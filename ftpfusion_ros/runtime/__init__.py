@@ -2,7 +2,7 @@
 from .agc import AGCConfig, ThermalAGC
 from .checkpoint import CheckpointError, load_checkpoint, packaged_checkpoint, save_checkpoint
 from .encodings import ENCODINGS, InputError
-from .engine import EngineConfig, FusionEngine, FusionResult
+from .engine import EngineConfig, FusionEngine, FusionResult, resolve_model_name
 from .ring import TemporalRing
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "TemporalRing",
     "ThermalAGC",
     "load_checkpoint",
+    "resolve_model_name",
     "packaged_checkpoint",
     "save_checkpoint",
 ]

@@ -25,13 +25,18 @@ from .ring import TemporalRing
 
 log = logging.getLogger(__name__)
 
+#: the flagship model, used by "auto" whenever its checkpoint ships with the package
+FLAGSHIP_MODEL = "ftpfusion"
+#: what "auto" falls back to without that checkpoint: the best classical baseline on real data
+FALLBACK_MODEL = "guided_filter"
+
 #: relative aspect-ratio difference tolerated when resizing IR onto the visible frame without a homography
 ASPECT_TOLERANCE = 0.02
 
 
 @dataclass
 class EngineConfig:
-    model: str = "ftpfusion"
+    model: str = "auto"                # a registry name, or auto (see resolve_model_name)
     checkpoint: str | None = None      # None: the packaged checkpoint of a learned model
     device: str = "auto"               # auto | cpu | cuda | cuda:N
     precision: str = "auto"            # auto (fp16 on CUDA, fp32 on CPU) | fp32 | fp16 | bf16
@@ -75,9 +80,18 @@ class _Meta:
     t0: float
 
 
+def resolve_model_name(name: str) -> str:
+    """"auto" -> the flagship model when its checkpoint is packaged, else the classical fallback."""
+    if name in ("", "auto"):
+        return FLAGSHIP_MODEL if packaged_checkpoint(FLAGSHIP_MODEL) else FALLBACK_MODEL
+    return name
+
+
 class FusionEngine:
     def __init__(self, config: EngineConfig | None = None) -> None:
-        self.config = cfg = config or EngineConfig()
+        cfg = dataclasses.replace(config or EngineConfig())
+        cfg.model = resolve_model_name(cfg.model)
+        self.config = cfg
         self.device = resolve_device(cfg.device)
         self.dtype = resolve_dtype(cfg.precision, self.device)
         self.model = self._load_model(cfg).to(self.device).eval()
