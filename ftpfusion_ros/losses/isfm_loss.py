@@ -1,0 +1,43 @@
+"""ISFM's training objective (papers/isfm.txt, eq. 19-22), on luminance:
+
+  L = L_cont + alpha * L_int + lambda * L_grad + gamma * L_ssim          alpha, lambda, gamma = 5, 5, 0.5
+  L_cont = mean|F - IR| + mean|F - VIS|                                   (eq. 20)
+  L_int  = mean|F - max(IR, VIS)|                                         (eq. 21)
+  L_grad = mean| |grad F| - max(|grad IR|, |grad VIS|) |                 (eq. 21, Sobel)
+  L_ssim = (1 - SSIM(F, IR)) / 2 + (1 - SSIM(F, VIS)) / 2                 (eq. 22)
+
+F is the fused luminance (the model's ``aux['fused_y']`` when present, else the Y of the fused RGB);
+IR and VIS are the sources' luminance. |grad| is the project's Sobel magnitude (losses.common).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .common import flatten_clip, luminance, sobel_magnitude, ssim_loss
+from .registry import register_loss
+
+
+@register_loss("isfm")
+class ISFMLoss(nn.Module):
+    """Content + intensity + gradient + SSIM loss with the paper's weights (1, 5, 5, 0.5)."""
+
+    def __init__(self, w_content: float = 1.0, w_intensity: float = 5.0, w_gradient: float = 5.0,
+                 w_ssim: float = 0.5) -> None:
+        super().__init__()
+        self.w_content, self.w_intensity, self.w_gradient, self.w_ssim = w_content, w_intensity, w_gradient, w_ssim
+
+    def forward(self, ir: torch.Tensor, vis: torch.Tensor, fused: torch.Tensor,
+                aux: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        ir_y = luminance(flatten_clip(ir))
+        vis_y = luminance(flatten_clip(vis))
+        f = flatten_clip(aux["fused_y"]) if "fused_y" in aux else luminance(flatten_clip(fused))
+        content = (f - ir_y).abs().mean() + (f - vis_y).abs().mean()
+        intensity = (f - torch.maximum(ir_y, vis_y)).abs().mean()
+        grad_target = torch.maximum(sobel_magnitude(ir_y), sobel_magnitude(vis_y))
+        gradient = (sobel_magnitude(f) - grad_target).abs().mean()
+        structure = 0.5 * (ssim_loss(f, ir_y) + ssim_loss(f, vis_y))
+        total = (self.w_content * content + self.w_intensity * intensity + self.w_gradient * gradient
+                 + self.w_ssim * structure)
+        terms = {"content": content, "intensity": intensity, "gradient": gradient, "ssim": structure}
+        return total, {k: v.detach() for k, v in terms.items()}
