@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PIP    := $(PY) -m pip install -q --disable-pip-version-check -c constraints.txt
 
-.PHONY: venv demo test bench clean
+.PHONY: venv ros demo test bench clean
 
 venv: $(STAMP)
 
@@ -18,10 +18,15 @@ $(STAMP): setup.py constraints.txt requirements-dev.txt
 	@$(PY) -c "import torch, cv2, ftpfusion_ros" || (echo "install failed" >&2; exit 1)
 	@touch $(STAMP)
 
-demo: venv
+# The ROS side (msg/ interfaces, launch/config share files, `ros2 run` executables) with pip-installed
+# colcon/ament/rosidl into build/ and install/; a no-op when msg/, CMakeLists.txt & co. are unchanged.
+ros: venv
+	@bash tools/ros_build.sh
+
+demo: ros
 	$(PY) -m ftpfusion_ros.cli.main demo --out demo_output
 
-test: venv
+test: ros
 	$(PY) -m pytest -q test
 
 clean:

@@ -51,6 +51,12 @@ setup(
     entry_points={
         "console_scripts": [
             "ftpfusion = ftpfusion_ros.cli.main:main",
+            # ROS 2 nodes (need the ros extra and the colcon-built interfaces; `ros2 run` uses the same
+            # names, installed under lib/ftpfusion_ros by CMakeLists.txt)
+            "ftpfusion_sync_node = ftpfusion_ros.ros.sync_node:main",
+            "ftpfusion_fusion_node = ftpfusion_ros.ros.fusion_node:main",
+            "ftpfusion_camera_sim = ftpfusion_ros.ros.camera_sim:main",
+            "ftpfusion_composed = ftpfusion_ros.ros.composed:main",
         ],
     },
 )

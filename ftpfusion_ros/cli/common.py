@@ -12,7 +12,7 @@ def add_engine_arguments(parser: argparse.ArgumentParser, default_model: str = D
     g = parser.add_argument_group("engine")
     g.add_argument("--model", default=default_model,
                    help=f"model name (default: {default_model} = ftpfusion with its packaged checkpoint, "
-                        "else the guided_filter baseline)")
+                        "else the laplacian baseline)")
     g.add_argument("--checkpoint", help="state_dict checkpoint (default: the packaged one)")
     g.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
     g.add_argument("--precision", default="auto", help="auto | fp32 | fp16 | bf16 (default: auto)")

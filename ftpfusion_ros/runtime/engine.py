@@ -27,8 +27,9 @@ log = logging.getLogger(__name__)
 
 #: the flagship model, used by "auto" whenever its checkpoint ships with the package
 FLAGSHIP_MODEL = "ftpfusion"
-#: what "auto" falls back to without that checkpoint: the best classical baseline on real data
-FALLBACK_MODEL = "guided_filter"
+#: what "auto" falls back to without that checkpoint: the classical baseline with the best balance of
+#: Qabf, temporal stability (BiSWE, flicker) and CPU speed on M3SVD (docs/evaluation.md)
+FALLBACK_MODEL = "laplacian"
 
 #: relative aspect-ratio difference tolerated when resizing IR onto the visible frame without a homography
 ASPECT_TOLERANCE = 0.02

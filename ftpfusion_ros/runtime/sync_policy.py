@@ -111,6 +111,15 @@ class ApproximateTimePolicy:
                 self.stats.dropped[i] += len(q)
                 q.clear()
 
+    def discard_after(self, stamp_ns: int) -> int:
+        """Drop queued messages stamped after ``stamp_ns`` (counted as dropped); returns how many.
+
+        For time jumping back (a bag looping): frames from before the jump would otherwise stay queued
+        as the 'newest' and make every new frame the oldest one, evicted on arrival when a queue is full.
+        """
+        with self._lock:
+            return discard_after(self._queues, stamp_ns, self.stats.dropped)
+
     def add(self, index: int, stamp_ns: int, msg: Any) -> tuple | None:
         if not 0 <= index < self.n_inputs:
             raise IndexError(f"input index {index} out of range for {self.n_inputs} inputs")
@@ -155,6 +164,20 @@ class ApproximateTimePolicy:
         return None
 
 
+def discard_after(queues: Sequence[dict[int, Any]], stamp_ns: int, dropped: list[int] | None = None) -> int:
+    """Remove entries stamped after ``stamp_ns`` from stamp-keyed queues (this policy's, or
+    message_filters' ``ApproximateTimeSynchronizer.queues``, which have the same layout)."""
+    removed = 0
+    for i, queue in enumerate(queues):
+        late = [s for s in queue if s > stamp_ns]
+        for s in late:
+            del queue[s]
+        if dropped is not None:
+            dropped[i] += len(late)
+        removed += len(late)
+    return removed
+
+
 def stamp_to_ns(stamp: Any) -> int:
     """Nanoseconds of a builtin_interfaces/Time-like object (``sec``/``nanosec``) or an int."""
     if isinstance(stamp, int):
@@ -168,4 +191,4 @@ def ns_to_sec_nanosec(ns: int) -> tuple[int, int]:
     return sec, nanosec
 
 
-__all__ = ["ApproximateTimePolicy", "SyncStats", "stamp_to_ns", "ns_to_sec_nanosec", "NS_PER_S"]
+__all__ = ["ApproximateTimePolicy", "SyncStats", "discard_after", "stamp_to_ns", "ns_to_sec_nanosec", "NS_PER_S"]

@@ -1,0 +1,304 @@
+"""ftpfusion_fusion_node: runs the streaming fusion engine on IR/visible pairs.
+
+Input: FramePair on ``frame_pair`` (split mode), or pairs handed over in-process by the sync node
+(composed mode, ftpfusion_composed). Outputs, all in the visible camera's frame and with its stamp:
+
+- ``fused/image`` (bgr8) and ``fused/camera_info``,
+- ``fused/image_seg``: fixed size, rgb8 or normalised float (32FC3), for a segmentation network,
+- ``aligned/ir`` (mono8, registered onto the visible frame) and ``aligned/visible`` (bgr8),
+- ``fused/status`` (FusionStatus, one per fused frame) and ``/diagnostics`` (periodic).
+
+The engine runs on a worker thread fed by a short FIFO (``queue_size`` pairs): the executor keeps taking
+messages while a frame is being fused, frames stay in order, and when fusion cannot keep up the oldest
+waiting pair is dropped (counted in ``pairs_dropped``) so that latency stays bounded. Inputs the engine
+rejects (encoding, size, dtype) are counted, reported in diagnostics and skipped; the node keeps running.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+import traceback
+from collections import deque
+from typing import Any
+
+from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import CameraInfo, Image
+
+from ..runtime import EngineConfig, FusionEngine, FusionResult, InputError, resolve_model_name
+from ..runtime.seg_output import SegOutputConfig, seg_ready
+from ..runtime.sync_policy import stamp_to_ns
+from . import load_interfaces
+from .conversions import array_to_image, camera_info_for, image_to_array
+from .diagnostics import ERROR, OK, WARN, make_array
+from .monitoring import LatencyWindow, RateMeter
+from .pairs import ImagePair, pair_from_msg
+from .qos import PUBLISHER, SENSOR_DATA, declare_qos_parameters
+
+NODE_NAME = "ftpfusion_fusion_node"
+def _set_cpu_threads(requested: int) -> int:
+    """Intra-op threads of the engine on CPU. 0 (auto) leaves one core to the executor, DDS and the
+    camera drivers: on a 2-core machine, OpenMP workers competing with them made each frame several
+    times slower than one thread."""
+    import torch
+
+    threads = requested if requested > 0 else max(1, (os.cpu_count() or 1) - 1)
+    torch.set_num_threads(threads)
+    return threads
+
+
+class FusionNode(Node):
+    def __init__(self, *, subscribe_pairs: bool = True, node_name: str = NODE_NAME, **node_kwargs: Any) -> None:
+        super().__init__(node_name, **node_kwargs)
+        p = self.declare_parameter
+        # "auto": the engine's rule (FTPFusion when its checkpoint ships, else the classical fallback),
+        # resolved here so that the log and the status name the model actually run
+        model = resolve_model_name(str(p("model", "auto").value))
+        checkpoint = str(p("checkpoint", "").value) or None
+        homography = p("homography", Parameter.Type.DOUBLE_ARRAY,
+                       ParameterDescriptor(description="3x3 row-major IR->visible homography; empty: none")).value
+        self.engine_config = EngineConfig(
+            model=model,
+            checkpoint=checkpoint,
+            device=str(p("device", "auto").value),
+            precision=str(p("precision", "auto").value),
+            window=int(p("window", 0).value) or None,
+            lookahead=int(p("lookahead", 0).value),
+            homography=list(homography) if homography else None,
+            allow_untrained=bool(p("allow_untrained", False).value),
+        )
+        cpu_threads = int(p("cpu_threads", 0).value)
+        self.queue_size = int(p("queue_size", 2).value)
+        self.publish_aligned = bool(p("publish_aligned", True).value)
+        self.seg_enabled = bool(p("seg.enabled", True).value)
+        self.seg_config = SegOutputConfig(
+            width=int(p("seg.width", 640).value),
+            height=int(p("seg.height", 480).value),
+            format=str(p("seg.format", "rgb8").value),
+            mean=tuple(p("seg.mean", [0.485, 0.456, 0.406]).value),
+            std=tuple(p("seg.std", [0.229, 0.224, 0.225]).value),
+        )
+        self.silence_timeout = float(p("silence_timeout", 1.0).value)
+        self.reset_after_errors = int(p("reset_after_errors", 30).value)
+        period = float(p("diagnostics_period", 1.0).value)
+        in_qos = declare_qos_parameters(self, "input_qos", SENSOR_DATA)
+        out_qos = declare_qos_parameters(self, "output_qos", PUBLISHER)
+        if self.queue_size < 1:
+            raise ValueError(f"queue_size must be >= 1, got {self.queue_size}")
+
+        frame_pair_type, status_type = load_interfaces()
+        self._status_type = status_type
+        self.engine = FusionEngine(self.engine_config)  # loads the model: configuration errors raise here
+        self.cpu_threads = _set_cpu_threads(cpu_threads) if self.engine.device.type == "cpu" else None
+
+        self._pub_fused = self.create_publisher(Image, "fused/image", out_qos)
+        self._pub_info = self.create_publisher(CameraInfo, "fused/camera_info", out_qos)
+        self._pub_seg = self.create_publisher(Image, "fused/image_seg", out_qos) if self.seg_enabled else None
+        self._pub_aligned = (self.create_publisher(Image, "aligned/ir", out_qos),
+                             self.create_publisher(Image, "aligned/visible", out_qos)) if self.publish_aligned else None
+        self._pub_status = self.create_publisher(status_type, "fused/status", out_qos)
+        self._pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        if subscribe_pairs:
+            self.create_subscription(frame_pair_type, "frame_pair", lambda m: self.submit(pair_from_msg(m)), in_qos)
+
+        # Counters (written by the worker / executor threads, read by diagnostics; ints are atomic enough).
+        self.pairs_received = 0
+        self.pairs_fused = 0
+        self.queue_overflows = 0
+        self.input_errors = 0
+        self.internal_errors = 0
+        self.last_error = ""
+        self._last_error_time: float | None = None
+        self._consecutive_errors = 0
+        self._last_stamp: int | None = None
+        self._started = time.monotonic()
+        self._in_meter, self._out_meter = RateMeter(), RateMeter()
+        self._engine_ms, self._node_ms = LatencyWindow(), LatencyWindow()
+
+        self._pending: deque[ImagePair] = deque()
+        self._cv = threading.Condition()
+        self._stop = False
+        self._worker = threading.Thread(target=self._work, name="ftpfusion-engine", daemon=True)
+        self._worker.start()
+        self._diag_timer = self.create_timer(period, self.publish_diagnostics) if period > 0 else None
+        self.get_logger().info(
+            f"fusing with {model} on {self.engine.device}"
+            + (f" ({self.cpu_threads} threads)" if self.cpu_threads else "")
+            + f" (window {self.engine.window}, "
+            f"look-ahead {self.engine_config.lookahead}), input "
+            + (self.resolve_topic_name("frame_pair") if subscribe_pairs else "in-process pairs")
+        )
+
+    @property
+    def pairs_dropped(self) -> int:
+        return self.queue_overflows + self.input_errors + self.internal_errors
+
+    # -- input ------------------------------------------------------------------------------------
+    def submit(self, pair: ImagePair) -> None:
+        """Queue a pair for fusion (thread-safe, never blocks); drops the oldest waiting one when full."""
+        self._in_meter.tick()
+        with self._cv:
+            self.pairs_received += 1
+            if len(self._pending) >= self.queue_size:
+                self._pending.popleft()
+                self.queue_overflows += 1
+            self._pending.append(pair)
+            self._cv.notify()
+
+    def _work(self) -> None:
+        while True:
+            with self._cv:
+                while not self._pending and not self._stop:
+                    self._cv.wait()
+                if self._stop:
+                    return
+                pair = self._pending.popleft()
+            try:
+                self._fuse(pair)
+            except Exception as exc:  # last resort: the worker must outlive any one frame
+                self._record_error(f"internal error: {type(exc).__name__}: {exc}", internal=True)
+                self.get_logger().error(traceback.format_exc())
+
+    def _fuse(self, pair: ImagePair) -> None:
+        stamp = stamp_to_ns(pair.visible.header.stamp)
+        if self._last_stamp is not None and stamp < self._last_stamp:
+            # time went backwards (bag loop, simulator restart): the ring's frames are not this frame's past
+            self.get_logger().warning("time jumped back: resetting the engine's temporal ring")
+            self.engine.reset()
+        self._last_stamp = stamp
+        try:
+            ir = image_to_array(pair.ir, "IR image")
+            vis = image_to_array(pair.visible, "visible image")
+            result = self.engine.push(ir, vis, ir_encoding=pair.ir.encoding, vis_encoding=pair.visible.encoding,
+                                      stamp=pair)
+        except InputError as exc:
+            self._record_error(f"input rejected: {exc}", internal=False)
+            return
+        except Exception as exc:  # keep the node alive whatever one frame does; the log has the traceback
+            self._record_error(f"internal error: {type(exc).__name__}: {exc}", internal=True)
+            self.get_logger().error(traceback.format_exc())
+            return
+        self._consecutive_errors = 0
+        if result is not None:
+            try:
+                self._publish(result)
+            except Exception as exc:  # e.g. shutting down mid-publish; never let the worker die
+                self._record_error(f"publishing failed: {type(exc).__name__}: {exc}", internal=True)
+                self.get_logger().error(traceback.format_exc())
+
+    def _record_error(self, message: str, internal: bool) -> None:
+        if internal:
+            self.internal_errors += 1
+        else:
+            self.input_errors += 1
+        self.last_error = message
+        self._last_error_time = time.monotonic()
+        self._consecutive_errors += 1
+        self.get_logger().warning(message, throttle_duration_sec=5.0)
+        if self.reset_after_errors > 0 and self._consecutive_errors == self.reset_after_errors:
+            # e.g. a camera switched resolution: the engine keeps the first size until reset
+            self.get_logger().warning(f"{self._consecutive_errors} consecutive rejected pairs: resetting the engine")
+            self.engine.reset()
+
+    # -- output -----------------------------------------------------------------------------------
+    def _publish(self, res: FusionResult) -> None:
+        pair: ImagePair = res.stamp
+        header = pair.visible.header
+        h, w = res.fused_bgr.shape[:2]
+        self._pub_fused.publish(array_to_image(res.fused_bgr, "bgr8", header))
+        self._pub_info.publish(camera_info_for(header, w, h, template=pair.visible_info))
+        # Optional outputs cost conversions: only made when someone listens.
+        if self._pub_seg is not None and self._pub_seg.get_subscription_count() > 0:
+            self._pub_seg.publish(array_to_image(seg_ready(res.fused_bgr, self.seg_config),
+                                                 self.seg_config.encoding, header))
+        if self._pub_aligned is not None:
+            pub_ir, pub_vis = self._pub_aligned
+            if pub_ir.get_subscription_count() > 0:
+                pub_ir.publish(array_to_image(res.aligned_ir, "mono8", header))
+            if pub_vis.get_subscription_count() > 0:
+                pub_vis.publish(array_to_image(res.aligned_vis_bgr, "bgr8", header))
+        self.pairs_fused += 1
+        node_ms = (time.monotonic() - pair.received) * 1e3
+        self._engine_ms.add(res.latency_ms)
+        self._node_ms.add(node_ms)
+        self._out_meter.tick()
+        status = self._status_type()
+        status.header = header
+        status.ir_stamp = pair.ir.header.stamp
+        status.visible_stamp = pair.visible.header.stamp
+        status.skew_sec = float(pair.skew_sec)
+        status.latency_ms = float(res.latency_ms)
+        status.node_latency_ms = float(node_ms)
+        status.ring_fill = int(res.ring_fill)
+        status.window = int(res.window)
+        status.model = str(res.model)
+        status.device = str(res.device)
+        status.pairs_received = self.pairs_received
+        status.pairs_fused = self.pairs_fused
+        status.pairs_dropped = self.pairs_dropped
+        self._pub_status.publish(status)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "model": self.engine_config.model,
+            "device": str(self.engine.device),
+            "cpu_threads": self.cpu_threads or 0,
+            "window": self.engine.window,
+            "lookahead": self.engine_config.lookahead,
+            "pairs_received": self.pairs_received,
+            "pairs_fused": self.pairs_fused,
+            "pairs_dropped": self.pairs_dropped,
+            "queue_overflows": self.queue_overflows,
+            "input_errors": self.input_errors,
+            "internal_errors": self.internal_errors,
+            "last_error": self.last_error,
+            "latency_ms_p50": self._engine_ms.percentile(50),
+            "latency_ms_p99": self._engine_ms.percentile(99),
+            "node_latency_ms_p50": self._node_ms.percentile(50),
+            "node_latency_ms_p99": self._node_ms.percentile(99),
+        }
+
+    def publish_diagnostics(self) -> None:
+        now = time.monotonic()
+        values: dict[str, Any] = {"input_rate_hz": self._in_meter.rate(now), "fused_rate_hz": self._out_meter.rate(now)}
+        values.update(self.stats())
+        quiet = self._in_meter.silent_for(now)
+        quiet = now - self._started if quiet is None else quiet
+        values["input_silent_s"] = quiet
+        recent_error = self._last_error_time is not None and now - self._last_error_time < max(
+            2.0, 2 * (self._diag_timer.timer_period_ns * 1e-9 if self._diag_timer else 1.0))
+        if recent_error:
+            level, message = ERROR, self.last_error
+        elif quiet > self.silence_timeout:
+            level, message = WARN, f"no input pairs for {quiet:.1f} s"
+        else:
+            level, message = OK, f"fusing at {values['fused_rate_hz']:.1f} Hz"
+        self._pub_diag.publish(make_array(self.get_clock().now().to_msg(), f"{self.get_name()}: fusion", level,
+                                          message, str(self.engine.device), values))
+
+    # -- shutdown ---------------------------------------------------------------------------------
+    def destroy_node(self) -> None:
+        with self._cv:
+            self._stop = True
+            self._cv.notify_all()
+        self._worker.join(timeout=10.0)
+        try:  # frames held back by look-ahead are still due
+            for res in self.engine.flush():
+                self._publish(res)
+        except Exception:  # the context may already be shut down; nothing more to do then
+            pass
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> int:
+    from .runner import run_nodes
+
+    return run_nodes(lambda: [FusionNode()], args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

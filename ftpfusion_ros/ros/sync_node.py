@@ -1,0 +1,217 @@
+"""ftpfusion_sync_node: pairs IR and visible images by approximate time and publishes FramePair.
+
+Subscribes ``ir/image_raw`` and ``visible/image_raw`` (sensor-data QoS by default) and, optionally, the
+two ``camera_info`` topics (the latest one of each is attached to a pair). Pairing uses
+message_filters' ApproximateTimeSynchronizer when it is importable and the package's own policy with
+the same semantics otherwise (parameter ``sync_backend``: auto | message_filters | builtin).
+
+Composed with the fusion node in one process (ftpfusion_composed), pairs go straight to the fusion node
+instead of being serialised as FramePair.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, Callable
+
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.node import Node
+from sensor_msgs.msg import CameraInfo, Image
+
+from ..runtime.sync_policy import ApproximateTimePolicy, SyncStats, discard_after, stamp_to_ns
+from . import load_interfaces
+from .diagnostics import OK, WARN, make_array
+from .monitoring import RateMeter
+from .pairs import ImagePair, pair_to_msg
+from .qos import PUBLISHER, SENSOR_DATA, declare_qos_parameters
+
+NODE_NAME = "ftpfusion_sync_node"
+IR, VIS = 0, 1
+BACKENDS = ("auto", "message_filters", "builtin")
+
+
+def _import_message_filters():
+    try:
+        import message_filters
+    except ImportError:
+        return None
+    return message_filters
+
+
+class SyncNode(Node):
+    """Approximate-time IR/visible pairing with statistics (pairs formed, frames dropped, skew)."""
+
+    def __init__(self, on_pair: Callable[[ImagePair], Any] | None = None, *, node_name: str = NODE_NAME,
+                 **node_kwargs: Any) -> None:
+        super().__init__(node_name, **node_kwargs)
+        self.slop = float(self.declare_parameter("slop", 0.02).value)
+        self.queue_size = int(self.declare_parameter("queue_size", 10).value)
+        backend = str(self.declare_parameter("sync_backend", "auto").value)
+        use_info = bool(self.declare_parameter("use_camera_info", True).value)
+        publish_pairs = bool(self.declare_parameter("publish_pairs", on_pair is None).value)
+        self.silence_timeout = float(self.declare_parameter("silence_timeout", 1.0).value)
+        self.time_jump = float(self.declare_parameter("time_jump_reset", 1.0).value)
+        period = float(self.declare_parameter("diagnostics_period", 1.0).value)
+        in_qos = declare_qos_parameters(self, "input_qos", SENSOR_DATA)
+        out_qos = declare_qos_parameters(self, "output_qos", PUBLISHER)
+        if backend not in BACKENDS:
+            raise ValueError(f"sync_backend must be one of {BACKENDS}, got {backend!r}")
+        if self.slop < 0 or self.queue_size < 1:
+            raise ValueError(f"need slop >= 0 and queue_size >= 1, got {self.slop}, {self.queue_size}")
+
+        self._on_pair = on_pair
+        self._meters = (RateMeter(), RateMeter())
+        self._pair_meter = RateMeter()
+        self._started = time.monotonic()
+        self._infos: list[Any] = [None, None]
+        self._newest = [None, None]  # newest stamp (ns) seen per camera
+        self.time_jumps = 0
+        self._pair_pub = None
+        if publish_pairs:
+            frame_pair_type, _ = load_interfaces()
+            self._frame_pair_type = frame_pair_type
+            self._pair_pub = self.create_publisher(frame_pair_type, "frame_pair", out_qos)
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+
+        message_filters = _import_message_filters() if backend != "builtin" else None
+        if backend == "message_filters" and message_filters is None:
+            raise RuntimeError("sync_backend is 'message_filters' but message_filters is not importable")
+        topics = ("ir/image_raw", "visible/image_raw")
+        if message_filters is not None:
+            self.backend = "message_filters"
+            self._stats = SyncStats(received=[0, 0], dropped=[0, 0])
+            subs = [message_filters.Subscriber(self, Image, t, qos_profile=in_qos) for t in topics]
+            for i, sub in enumerate(subs):
+                sub.registerCallback(self._mf_input, i)  # before the synchroniser's own callback
+            self._mf_subs = subs
+            self._mf_sync = message_filters.ApproximateTimeSynchronizer(subs, self.queue_size, self.slop)
+            self._mf_sync.registerCallback(self._mf_pair)
+            self._policy = None
+        else:
+            self.backend = "builtin"
+            self._policy = ApproximateTimePolicy(2, self.queue_size, self.slop)
+            self._stats = self._policy.stats
+            for i, topic in enumerate(topics):
+                self.create_subscription(Image, topic, lambda msg, i=i: self._builtin_add(i, msg), in_qos)
+        if use_info:
+            for i, topic in enumerate(("ir/camera_info", "visible/camera_info")):
+                self.create_subscription(CameraInfo, topic, lambda msg, i=i: self._infos.__setitem__(i, msg),
+                                         in_qos)
+        self._diag_timer = self.create_timer(period, self.publish_diagnostics) if period > 0 else None
+        self.get_logger().info(
+            f"pairing {self.resolve_topic_name(topics[0])} + {self.resolve_topic_name(topics[1])} "
+            f"({self.backend}, slop {self.slop * 1e3:.0f} ms, queue {self.queue_size})"
+            + (f" -> {self._pair_pub.topic_name}" if self._pair_pub else "")
+        )
+
+    # -- pairing ----------------------------------------------------------------------------------
+    def _check_time(self, index: int, msg: Image) -> None:
+        """A stamp far behind the newest one (a bag looping, a simulator restarting) would leave the
+        queues full of 'future' frames that every new frame loses against: those are discarded. Frames
+        of the other camera already from after the jump are kept (the two topics interleave freely)."""
+        stamp = stamp_to_ns(msg.header.stamp)
+        newest = self._newest[index]
+        jump_ns = int(self.time_jump * 1e9)
+        if newest is not None and self.time_jump > 0 and stamp < newest - jump_ns:
+            self.time_jumps += 1
+            limit = stamp + jump_ns
+            if self._policy is not None:
+                n = self._policy.discard_after(limit)
+            else:
+                with self._mf_sync.lock:
+                    n = discard_after(self._mf_sync.queues, limit)
+            self.get_logger().warning(f"time jumped back {(newest - stamp) / 1e9:.1f} s: "
+                                      f"discarded {n} queued frame(s) from before the jump")
+            self._newest = [None if s is not None and s > limit else s for s in self._newest]
+            newest = None
+        self._newest[index] = stamp if newest is None else max(stamp, newest)
+
+    def _mf_input(self, msg: Image, index: int) -> None:
+        # message_filters path: this runs before the synchroniser sees the message (registered first)
+        self._check_time(index, msg)
+        self._meters[index].tick()
+        self._stats.received[index] += 1
+
+    def _builtin_add(self, index: int, msg: Image) -> None:
+        self._check_time(index, msg)
+        self._meters[index].tick()
+        pair = self._policy.add(index, stamp_to_ns(msg.header.stamp), msg)
+        if pair is not None:
+            self._emit(pair[IR], pair[VIS], self._stats.last_skew_s)
+
+    def _mf_pair(self, ir: Image, vis: Image) -> None:
+        skew = self._stats.record_set([stamp_to_ns(ir.header.stamp), stamp_to_ns(vis.header.stamp)])
+        self._emit(ir, vis, skew)
+
+    def _emit(self, ir: Image, vis: Image, skew: float) -> None:
+        self._pair_meter.tick()
+        pair = ImagePair(ir=ir, visible=vis, skew_sec=skew, ir_info=self._infos[IR], visible_info=self._infos[VIS])
+        if self._pair_pub is not None:
+            self._pair_pub.publish(pair_to_msg(pair, self._frame_pair_type))
+        if self._on_pair is not None:
+            self._on_pair(pair)
+
+    # -- statistics -------------------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        """Counters for diagnostics and tests (frames dropped = received but neither paired nor queued)."""
+        st = self._stats
+        if self._policy is not None:
+            queued = self._policy.queued()
+            dropped = list(st.dropped)
+        else:
+            queued = [len(q) for q in self._mf_sync.queues]
+            dropped = [max(0, st.received[i] - st.sets_formed - queued[i]) for i in (IR, VIS)]
+        return {
+            "backend": self.backend,
+            "ir_received": st.received[IR],
+            "visible_received": st.received[VIS],
+            "pairs_formed": st.sets_formed,
+            "frames_dropped_ir": dropped[IR],
+            "frames_dropped_visible": dropped[VIS],
+            "frames_queued_ir": queued[IR],
+            "frames_queued_visible": queued[VIS],
+            "skew_mean_ms": st.skew_mean_s * 1e3,
+            "skew_abs_max_ms": st.skew_abs_max_s * 1e3,
+            "last_skew_ms": st.last_skew_s * 1e3,
+            "time_jumps": self.time_jumps,
+        }
+
+    def publish_diagnostics(self) -> None:
+        now = time.monotonic()
+        values: dict[str, Any] = {
+            "ir_rate_hz": self._meters[IR].rate(now),
+            "visible_rate_hz": self._meters[VIS].rate(now),
+            "pair_rate_hz": self._pair_meter.rate(now),
+        }
+        values.update(self.stats())
+        silent = []
+        for name, meter in (("IR", self._meters[IR]), ("visible", self._meters[VIS])):
+            quiet = meter.silent_for(now)
+            quiet = now - self._started if quiet is None else quiet
+            values[f"{name.lower()}_silent_s"] = quiet
+            if quiet > self.silence_timeout:
+                silent.append(f"no {name} images for {quiet:.1f} s")
+        level, message = (WARN, "; ".join(silent)) if silent else (OK, f"pairing at {values['pair_rate_hz']:.1f} Hz")
+        values["slop_ms"] = self.slop * 1e3
+        values["queue_size"] = self.queue_size
+        self._diag_pub.publish(make_array(self.get_clock().now().to_msg(), f"{self.get_name()}: synchronizer",
+                                          level, message, "ftpfusion_ros", values))
+
+
+    def destroy_node(self) -> None:
+        st = self.stats()
+        self.get_logger().info(
+            f"pairs formed {st['pairs_formed']}, frames dropped IR {st['frames_dropped_ir']} / visible "
+            f"{st['frames_dropped_visible']}, skew mean {st['skew_mean_ms']:.1f} ms, max |skew| "
+            f"{st['skew_abs_max_ms']:.1f} ms")
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> int:
+    from .runner import run_nodes
+
+    return run_nodes(lambda: [SyncNode()], args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,167 @@
+"""Environment for tests over real DDS (imported by test/test_ros_*.py and test_launch_files.py).
+
+- Everything stays on this machine: ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST and a random ROS_DOMAIN_ID
+  per test run (parallel runs on one machine do not see each other's nodes).
+- ROS_LOG_DIR in a temporary directory; the package's Fast DDS profile (large images) unless the
+  variable is already set to a file.
+- AMENT_PREFIX_PATH: the colcon install of this package (install/ftpfusion_ros, built by
+  tools/ros_build.sh; `make test` runs it first) and the venv, so that the generated ftpfusion_ros.msg is
+  found (see ftpfusion_ros/__init__.py) and launch files resolve the package's share directory.
+
+The variables are set in this process at import (before any rclpy context exists) and the same dict is
+passed to node subprocesses.
+"""
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+REPO = Path(__file__).resolve().parents[1]
+INSTALL_PREFIX = REPO / "install" / "ftpfusion_ros"
+FASTDDS_PROFILE = REPO / "config" / "fastdds_large_images.xml"
+VENV_BIN = Path(sys.executable).parent
+
+
+def _prepend(var: str, *paths: Path | str) -> None:
+    parts = [p for p in os.environ.get(var, "").split(os.pathsep) if p]
+    for p in reversed([str(x) for x in paths]):
+        if p not in parts:
+            parts.insert(0, p)
+    os.environ[var] = os.pathsep.join(parts)
+
+
+def _setup() -> None:
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    # Domain ids 0-101 and 215-232 are safe for any number of participants on Linux; keep clear of 0.
+    os.environ.setdefault("FTPFUSION_TEST_DOMAIN_ID", str(random.SystemRandom().randint(1, 100)))
+    os.environ["ROS_DOMAIN_ID"] = os.environ["FTPFUSION_TEST_DOMAIN_ID"]
+    os.environ.setdefault("ROS_LOG_DIR", tempfile.mkdtemp(prefix="ftpfusion_roslog_"))
+    if not os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE"):  # never set it to an empty string
+        os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(FASTDDS_PROFILE)
+    os.environ.pop("ROS_LOCALHOST_ONLY", None)  # deprecated; conflicts with the discovery range
+    _prepend("AMENT_PREFIX_PATH", INSTALL_PREFIX, sys.prefix)
+    _prepend("PATH", VENV_BIN)  # `#!/usr/bin/env python3` executables under lib/ftpfusion_ros
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+
+
+_setup()
+
+
+def interfaces_built() -> bool:
+    return (INSTALL_PREFIX / "share" / "ftpfusion_ros" / "msg" / "FramePair.msg").is_file()
+
+
+def require_interfaces() -> None:
+    """Fail (not skip) when the ROS build is missing: `make test` builds it, so absence is a bug."""
+    if not interfaces_built():
+        raise RuntimeError(f"{INSTALL_PREFIX} missing: run `make ros` (tools/ros_build.sh) before the ROS tests")
+
+
+def node_process(module: str, params: dict[str, Any] | None = None, remaps: dict[str, str] | None = None,
+                 log: Path | None = None) -> subprocess.Popen:
+    """Start ``python -m ftpfusion_ros.ros.<module>`` with ROS parameters and remappings."""
+    cmd = [sys.executable, "-m", f"ftpfusion_ros.ros.{module}", "--ros-args"]
+    for key, value in (params or {}).items():
+        cmd += ["-p", f"{key}:={_param_text(value)}"]
+    for src, dst in (remaps or {}).items():
+        cmd += ["-r", f"{src}:={dst}"]
+    out = open(log, "w") if log else subprocess.DEVNULL
+    return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=child_env(), cwd=REPO)
+
+
+def child_env() -> dict[str, str]:
+    """This process's ROS environment for a node subprocess (one math thread: CI has 2 cores)."""
+    env = os.environ.copy()
+    env.setdefault("OMP_NUM_THREADS", "1")
+    return env
+
+
+def _param_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_param_text(v) for v in value) + "]"
+    return str(value)
+
+
+def stop(proc: subprocess.Popen, timeout: float = 10.0) -> int:
+    """SIGTERM (rclpy shuts down in order, like Ctrl-C; SIGINT may be ignored when the test run itself
+    was started in the background), then kill if it hangs; returns the exit status."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+    return proc.returncode
+
+
+def spin_until(executor: Any, predicate: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        executor.spin_once(timeout_sec=0.05)
+    return predicate()
+
+
+class Probe:
+    """A test-side node in its own rclpy context: subscribes topics into lists, spins until a condition."""
+
+    def __init__(self, name: str = "ftpfusion_test_probe") -> None:
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, domain_id=int(os.environ["ROS_DOMAIN_ID"]))
+        self.node = rclpy.create_node(name, context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.extra_nodes: list[Any] = []
+
+    def collect(self, msg_type: Any, topic: str, depth: int = 100, reliable: bool = True) -> list:
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+        got: list = []
+        qos = QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT)
+        self.node.create_subscription(msg_type, topic, got.append, qos)
+        return got
+
+    def add(self, node: Any) -> Any:
+        """Spin another node (e.g. an in-process sync/fusion node) in the same executor."""
+        self.executor.add_node(node)
+        self.extra_nodes.append(node)
+        return node
+
+    def spin_until(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        return spin_until(self.executor, predicate, timeout)
+
+    def spin_for(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self.executor.spin_once(timeout_sec=0.02)
+
+    def close(self) -> None:
+        import rclpy
+
+        for node in reversed(self.extra_nodes):
+            node.destroy_node()
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.shutdown(context=self.context)
+
+
+def stamp_ns(msg: Any) -> int:
+    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+
+
+def diagnostic_statuses(arrays: list, name_suffix: str) -> list:
+    """All DiagnosticStatus entries whose name ends with ``name_suffix`` (oldest first)."""
+    return [s for a in arrays for s in a.status if s.name.endswith(name_suffix)]
