@@ -1,11 +1,14 @@
 """Streaming speed of FTPFusion on CPU: ms per new frame (encode 1 frame + fuse_window(target=[last]))
-with a full ring, p50/min over N steps; optionally a per-module profile.
+with a full ring, p50/min over N steps, plus the process CPU time per frame (with --threads 1 the CPU
+time is a load-independent proxy when other jobs share the cores; wall time then is not); optionally
+a per-op profile.
 
     python scripts/bench_ftpfusion_blocks.py --size 320x240 --size 640x480 --threads 2 [--profile]
 """
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -18,25 +21,27 @@ def bench(model: torch.nn.Module, w: int, h: int, steps: int, window: int) -> di
     gen = torch.Generator().manual_seed(0)
     frames = [(torch.rand(1, 1, h, w, generator=gen), torch.rand(1, 3, h, w, generator=gen)) for _ in range(8)]
     ring: list = []
-    enc_ms, fuse_ms, tot_ms = [], [], []
+    enc_ms, fuse_ms, tot_ms, cpu_ms = [], [], [], []
     with torch.inference_mode():
         for i in range(steps + window + 2):
             ir, vis = frames[i % len(frames)]
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             ring.append(model.encode_frame(ir, vis))
             ring = ring[-window:]
             t1 = time.perf_counter()
             model.fuse_window(ring, [len(ring) - 1])
-            t2 = time.perf_counter()
+            t2, c2 = time.perf_counter(), time.process_time()
             if i >= window + 2:  # full ring, after warm-up
                 enc_ms.append((t1 - t0) * 1e3)
                 fuse_ms.append((t2 - t1) * 1e3)
                 tot_ms.append((t2 - t0) * 1e3)
+                cpu_ms.append((c2 - c0) * 1e3)
     return {
         "p50": statistics.median(tot_ms),
         "min": min(tot_ms),
         "encode_p50": statistics.median(enc_ms),
         "fuse_p50": statistics.median(fuse_ms),
+        "cpu_p50": statistics.median(cpu_ms),
     }
 
 
@@ -56,7 +61,8 @@ def main() -> None:
         r = bench(model, w, h, args.steps, model.window)
         print(
             f"{w}x{h}: p50 {r['p50']:.1f} ms/frame (min {r['min']:.1f}; encode {r['encode_p50']:.1f}, "
-            f"fuse {r['fuse_p50']:.1f})"
+            f"fuse {r['fuse_p50']:.1f}); process CPU time p50 {r['cpu_p50']:.1f} ms/frame; "
+            f"load {os.getloadavg()[0]:.1f}"
         )
         if args.profile:
             from torch.profiler import ProfilerActivity, profile

@@ -407,8 +407,10 @@ class Trainer:
                     for i in range(len(irs)):
                         ir_c, vis_c = irs[i:i + 1].to(self.device), viss[i:i + 1].to(self.device)
                         with self._autocast():
-                            fused = self.model(ir_c, vis_c)
-                        losses.append(float(self.loss_fn(ir_c, vis_c, fused.float(), {})[0]))
+                            # forward_train: losses with auxiliary terms (RPFNet's decoder) see them here too
+                            fused, aux = self.model.forward_train(ir_c, vis_c)
+                        aux = {k: v.float() for k, v in aux.items()}
+                        losses.append(float(self.loss_fn(ir_c, vis_c, fused.float(), aux)[0]))
                     scores["loss"] = float(np.mean(losses))
                 per_seq.append(scores)
         finally:

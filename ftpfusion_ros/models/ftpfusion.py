@@ -1,0 +1,348 @@
+"""FTPFusion: frequency-aware infrared/visible video fusion with temporal perturbation (papers/ftpfusion.txt).
+
+Structure (Sec. 3, App. A), laid out for streaming (one new frame per step, ring of T frames):
+
+  encode_frame (once per new frame, cached by the engine):
+    * two modality-independent 2-D encoders with unshared weights, 3 scales (H/2, H/4, H/8 with the
+      default stem; channels (16, 32, 64));
+    * per scale, the per-frame half of DFAM: the learned LF/HF split, the LF temporal tokens, the
+      nonlinear spatial part of the LFPM enhancement, and SCAM's per-frame prep (blocked HF tokens,
+      normalised key/value projections, HF magnitude, the spatial part of the local branch).
+  fuse_window(cache, targets):
+    * per scale, DFAM over the window: LFPM (per modality) and LTCM work on tokens of all T frames and on
+      maps of the target frames only; SCAM selects blocks per window and attends with the target frames'
+      queries; the local branch mixes cached maps temporally; out = 1x1([LF_fused ; beta * HF_fused]);
+    * temporal refinement at the coarsest scale: a per-channel attention over the window (from LTCM's
+      shared context) mixes the cached coarsest LF maps of both modalities into the target's features;
+    * multi-scale decoder per target frame; the head predicts a residual over a base fusion:
+      Y = sigmoid(logit(base_Y) + dY) with base_Y = max (or mean) of IR and visible luminance, and
+      CbCr = visible CbCr + dCbCr, back to RGB (BT.601, ``ftpfusion_ros.nn.colour``), clamped to [0, 1].
+      The head starts near zero, so the untrained network already outputs the base fusion in colour.
+
+The paper's encoders are spatio-temporal; here the per-frame encoders are 2-D (cacheable once per
+frame) and all temporal modelling lives in DFAM and the decoder's refinement, which is what makes a
+streaming step cost one frame of encoding plus target-only fusion.
+
+Sizes: H and W must be at least 32; sizes that are not multiples of ``size_multiple`` (8 with the
+default stem) are reflection-padded inside ``encode_frame`` and cropped in ``fuse_window`` (the engine
+pads to ``size_multiple`` itself, so there this is a no-op). SCAM pads its blocks internally.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..nn.block_attention import SparseCrossModalAttention
+from ..nn.colour import rgb_to_y, ycbcr_to_rgb
+from ..nn.frequency import FrequencySplit
+from ..nn.lowfreq import LFPM, LTCM, mix_frames
+from .base import FusionModel
+from .registry import register_model
+
+_CL = torch.channels_last  # depthwise / 1x1 convs are several times faster channels-last on CPU
+
+
+class FrameEncoder(nn.Module):
+    """2-D per-frame encoder: pixel-unshuffle stem, then 2 convs per scale (the 2nd residual)."""
+
+    def __init__(self, in_channels: int, channels: Sequence[int], stem_factor: int) -> None:
+        super().__init__()
+        c1, c2, c3 = channels
+        self.stem_factor = stem_factor
+        self.stem = nn.Conv2d(in_channels * stem_factor**2, c1, 3, padding=1)
+        self.body1 = nn.Conv2d(c1, c1, 3, padding=1)
+        self.down2 = nn.Conv2d(c1, c2, 3, stride=2, padding=1)
+        self.body2 = nn.Conv2d(c2, c2, 3, padding=1)
+        self.down3 = nn.Conv2d(c2, c3, 3, stride=2, padding=1)
+        self.body3 = nn.Conv2d(c3, c3, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        if self.stem_factor > 1:
+            x = F.pixel_unshuffle(x, self.stem_factor)
+        x = x.contiguous(memory_format=_CL)
+        x1 = F.gelu(self.stem(x))
+        x1 = x1 + F.gelu(self.body1(x1))
+        x2 = F.gelu(self.down2(x1))
+        x2 = x2 + F.gelu(self.body2(x2))
+        x3 = F.gelu(self.down3(x2))
+        x3 = x3 + F.gelu(self.body3(x3))
+        return [x1, x2, x3]
+
+
+class DFAM(nn.Module):
+    """Dual-branch frequency-aware fusion module for one scale (Sec. 3.2), split into frame / window parts.
+
+    Both modalities travel as one (B, 2C, h, w) tensor, channels [IR ; visible]; the LF/HF split is one
+    operator with shared logits, LFPM has per-modality (block-diagonal) weights, LTCM and SCAM fuse.
+    """
+
+    def __init__(self, channels: int, heads: int, rho: float, cfg: dict[str, Any]) -> None:
+        super().__init__()
+        c = channels
+        self.channels = c
+        self.split = FrequencySplit(2 * c, cfg["smooth_kernels"])
+        self.lfpm = LFPM(
+            c,
+            groups=cfg["lfpm_groups"],
+            max_shift=cfg["lfpm_max_shift"],
+            prob=cfg["lfpm_prob"],
+            hidden_ratio=cfg["lfpm_hidden_ratio"],
+            temporal_kernel=cfg["lfpm_temporal_kernel"],
+            dilation=cfg["lfpm_dilation"],
+            strength_init=cfg["lfpm_strength_init"],
+            inject_init=cfg["lfpm_inject_init"],
+            modalities=2,
+        )
+        self.ltcm = LTCM(c, cfg["ltcm_temporal_kernel"])
+        self.scam = SparseCrossModalAttention(
+            c,
+            heads=heads,
+            block_size=cfg["block_size"],
+            rho=rho,
+            window=cfg["window"],
+            expansion=cfg["attn_expansion"],
+            ffn_ratio=cfg["ffn_ratio"],
+            local_kernel=cfg["local_temporal_kernel"],
+            pe_frequencies=cfg["pe_frequencies"],
+            gate_init=cfg["attn_gate_init"],
+            kv_pool=cfg["attn_kv_pool"],
+        )
+        #: learnable high-frequency gain beta (init 1)
+        self.beta = nn.Parameter(torch.ones(()))
+        self.out = nn.Conv2d(2 * c, c, 1)
+
+    def encode(self, x_ir: torch.Tensor, x_vis: torch.Tensor) -> dict[str, Any]:
+        lf, hf = self.split(torch.cat((x_ir, x_vis), 1))
+        entry: dict[str, Any] = {"lf": lf, "tok": lf.mean((-2, -1)), "scam": self.scam.prepare(hf)}
+        if not self.training:  # in training LFPM recomputes the spatial part on the perturbed LF
+            f = self.lfpm.spatial(lf)
+            entry["f"] = f
+            entry["tokf"] = f.mean((-2, -1))
+        return entry
+
+    def forward(
+        self, frames: Sequence[dict[str, Any]], targets: Sequence[int]
+    ) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Fused features (B, C, h, w) per target frame, and LTCM's shared context (B, T, C)."""
+        cached = all("f" in fr for fr in frames)
+        lf_out, tok_out = self.lfpm(
+            [fr["lf"] for fr in frames],
+            targets,
+            f=[fr["f"] for fr in frames] if cached else None,
+            tok_lf=torch.stack([fr["tok"] for fr in frames], 1),
+            tok_f=torch.stack([fr["tokf"] for fr in frames], 1) if cached else None,
+        )
+        ctx, gates = self.ltcm.context(tok_out)
+        hf = self.scam([fr["scam"] for fr in frames], targets)
+        c = self.channels
+        # 1x1([LF ; beta * HF]) as two convs with beta folded in (contiguous weights keep the fast path)
+        w_lf = self.out.weight[:, :c].contiguous()
+        w_hf = self.out.weight[:, c:] * self.beta
+        fused = []
+        for j, t in enumerate(targets):
+            lf_f = self.ltcm.fuse(lf_out[j], gates[:, t])
+            fused.append(F.conv2d(lf_f, w_lf, self.out.bias) + F.conv2d(hf[j], w_hf))
+        return fused, ctx
+
+
+class TemporalRefine(nn.Module):
+    """Coarsest-scale temporal refinement: per-channel attention over the window from LTCM's context
+    tokens mixes the cached LF maps of both modalities (cheap: coarsest scale, no per-frame recompute)."""
+
+    def __init__(self, channels: int, window: int) -> None:
+        super().__init__()
+        c = channels
+        self.window = window
+        self.q = nn.Linear(c, c)
+        self.k = nn.Linear(c, c)
+        self.rel_bias = nn.Parameter(torch.zeros(2 * window - 1))
+        self.mix1 = nn.Conv2d(3 * c, c, 1)
+        self.mix2 = nn.Conv2d(c, c, 1)
+        nn.init.normal_(self.mix2.weight, std=0.01)
+        nn.init.zeros_(self.mix2.bias)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        ctx: torch.Tensor,
+        lf: Sequence[torch.Tensor],
+        t: int,
+    ) -> torch.Tensor:
+        """x (B, C, h, w) target features, ctx (B, T, C) context tokens, lf T cached (B, 2C, h, w) maps."""
+        n_t = ctx.shape[1]
+        logits = self.q(ctx[:, t]).unsqueeze(1) * self.k(ctx)  # (B, T, C)
+        off = (torch.arange(n_t, device=ctx.device) - t).clamp(-(self.window - 1), self.window - 1)
+        logits = logits + self.rel_bias[off + self.window - 1].view(1, n_t, 1)
+        a = torch.softmax(logits, dim=1).repeat(1, 1, 2)  # the same weights for both modalities
+        return x + self.mix2(F.gelu(self.mix1(torch.cat((x, mix_frames(lf, a)), 1))))
+
+
+class Decoder(nn.Module):
+    """Multi-scale decoder (per target frame): sub-pixel upsampling (1x1 conv at the coarse scale +
+    pixel shuffle) + skip + one 3x3 conv per scale, and a pixel-shuffle head back to full resolution."""
+
+    def __init__(self, channels: Sequence[int], stem_factor: int, head_init_std: float) -> None:
+        super().__init__()
+        c1, c2, c3 = channels
+        self.stem_factor = stem_factor
+        self.up3 = nn.Conv2d(c3, 4 * c2, 1)
+        self.body2 = nn.Conv2d(c2, c2, 3, padding=1)
+        self.up2 = nn.Conv2d(c2, 4 * c1, 1)
+        self.body1 = nn.Conv2d(c1, c1, 3, padding=1)
+        # 3 outputs per full-resolution pixel: luminance residual (logit space) and CbCr residuals
+        self.head = nn.Conv2d(c1, 3 * stem_factor**2, 3, padding=1)
+        nn.init.normal_(self.head.weight, std=head_init_std)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, f1: torch.Tensor, f2: torch.Tensor, f3: torch.Tensor) -> torch.Tensor:
+        y = f2 + F.pixel_shuffle(self.up3(f3), 2)
+        y = y + self.body2(F.gelu(y))
+        y = f1 + F.pixel_shuffle(self.up2(y), 2)
+        y = y + self.body1(F.gelu(y))
+        out = self.head(F.gelu(y))
+        return F.pixel_shuffle(out, self.stem_factor) if self.stem_factor > 1 else out
+
+
+@register_model("ftpfusion")
+class FTPFusion(FusionModel):
+    """The flagship video fusion network; constructor arguments are the keys of configs/ftpfusion.yaml."""
+
+    learned = True
+    temporal = True
+
+    def __init__(
+        self,
+        channels: Sequence[int] = (16, 32, 64),
+        window: int = 5,
+        stem_factor: int = 2,
+        smooth_kernels: Sequence[int] = (3, 5, 7),
+        lfpm_groups: int = 4,
+        lfpm_max_shift: int = 1,
+        lfpm_prob: float = 0.5,
+        lfpm_hidden_ratio: float = 0.25,
+        lfpm_temporal_kernel: int = 3,
+        lfpm_dilation: int = 2,
+        lfpm_strength_init: float = 0.5,
+        lfpm_inject_init: float = 0.1,
+        ltcm_temporal_kernel: int = 3,
+        block_size: int = 8,
+        rho: Sequence[float] = (0.25, 0.5, 0.75),
+        heads: Sequence[int] = (1, 2, 4),
+        attn_expansion: float = 1.0,
+        ffn_ratio: float = 1.0,
+        attn_gate_init: float = 0.1,
+        attn_kv_pool: int = 2,
+        pe_frequencies: int = 4,
+        local_temporal_kernel: int = 3,
+        head_init_std: float = 1e-3,
+        base_fusion: str = "max",
+    ) -> None:
+        super().__init__()
+        channels, rho, heads = list(channels), list(rho), list(heads)
+        if not (len(channels) == len(rho) == len(heads) == 3):
+            raise ValueError(f"channels, rho and heads need 3 entries (one per scale), got {channels}, {rho}, {heads}")
+        if window < 1:
+            raise ValueError(f"window must be >= 1, got {window}")
+        if stem_factor < 1:
+            raise ValueError(f"stem_factor must be >= 1, got {stem_factor}")
+        if base_fusion not in ("max", "mean"):
+            raise ValueError(f"base_fusion must be 'max' or 'mean', got {base_fusion!r}")
+        self.window = int(window)
+        self.size_multiple = int(stem_factor) * 4  # two stride-2 stages after the stem
+        self.base_fusion = base_fusion
+        cfg = dict(
+            smooth_kernels=smooth_kernels,
+            lfpm_groups=lfpm_groups,
+            lfpm_max_shift=lfpm_max_shift,
+            lfpm_prob=lfpm_prob,
+            lfpm_hidden_ratio=lfpm_hidden_ratio,
+            lfpm_temporal_kernel=lfpm_temporal_kernel,
+            lfpm_dilation=lfpm_dilation,
+            lfpm_strength_init=lfpm_strength_init,
+            lfpm_inject_init=lfpm_inject_init,
+            ltcm_temporal_kernel=ltcm_temporal_kernel,
+            block_size=block_size,
+            window=self.window,
+            attn_expansion=attn_expansion,
+            ffn_ratio=ffn_ratio,
+            local_temporal_kernel=local_temporal_kernel,
+            pe_frequencies=pe_frequencies,
+            attn_gate_init=attn_gate_init,
+            attn_kv_pool=attn_kv_pool,
+        )
+        self.enc_ir = FrameEncoder(1, channels, stem_factor)
+        self.enc_vis = FrameEncoder(3, channels, stem_factor)
+        self.dfam = nn.ModuleList(DFAM(c, h, r, cfg) for c, h, r in zip(channels, heads, rho))
+        self.refine = TemporalRefine(channels[2], self.window)
+        self.decoder = Decoder(channels, stem_factor, head_init_std)
+        # RGB change per unit CbCr change in the project's BT.601 convention (ycbcr_to_rgb is linear)
+        basis = torch.tensor([[0.0, 0.5, 0.5], [0.0, 1.5, 0.5], [0.0, 0.5, 1.5]]).view(3, 3, 1, 1)
+        rgb = ycbcr_to_rgb(basis)[..., 0, 0]
+        self.register_buffer("chroma_to_rgb", (rgb[1:] - rgb[:1]).t().contiguous(), persistent=False)  # (3, 2)
+        # the smallest map (H / size_multiple) must exceed the reflection radius of the frequency split
+        self.min_size = self.size_multiple * (max(smooth_kernels) // 2 + 1)
+
+    # ----------------------------------------------------------------------------------- streaming
+    def encode_frame(self, ir: torch.Tensor, vis: torch.Tensor) -> dict[str, Any]:
+        if ir.dim() != 4 or vis.dim() != 4 or ir.shape[1] != 1 or vis.shape[1] != 3:
+            raise ValueError(
+                f"encode_frame expects IR (B,1,H,W) and visible (B,3,H,W), got {tuple(ir.shape)}, {tuple(vis.shape)}"
+            )
+        if ir.shape[0] != vis.shape[0] or ir.shape[-2:] != vis.shape[-2:]:
+            raise ValueError(f"IR {tuple(ir.shape)} and visible {tuple(vis.shape)} frames differ in batch or size")
+        h, w = ir.shape[-2:]
+        if min(h, w) < self.min_size:
+            raise ValueError(f"FTPFusion needs frames of at least {self.min_size}x{self.min_size} pixels, got {w}x{h}")
+        m = self.size_multiple
+        ph, pw = (-h) % m, (-w) % m
+        if ph or pw:  # the engine pads to size_multiple itself; this keeps direct calls working
+            ir = F.pad(ir, (0, pw, 0, ph), mode="reflect")
+            vis = F.pad(vis, (0, pw, 0, ph), mode="reflect")
+        feats_ir = self.enc_ir(ir - 0.5)
+        feats_vis = self.enc_vis(vis - 0.5)
+        return {
+            "ir": ir,
+            "vis": vis,
+            "hw": (h, w),
+            "scales": [d.encode(a, b) for d, a, b in zip(self.dfam, feats_ir, feats_vis)],
+        }
+
+    def fuse_window(self, cache: Sequence[dict[str, Any]], targets: Sequence[int]) -> torch.Tensor:
+        n_t = len(cache)
+        targets = [int(t) for t in targets]
+        if n_t == 0 or not targets:
+            raise ValueError("fuse_window needs at least one cached frame and one target")
+        if any(not 0 <= t < n_t for t in targets):
+            raise ValueError(f"targets {targets} out of range for a window of {n_t} frames")
+        fused, ctxs = [], []
+        for i, dfam in enumerate(self.dfam):
+            f, ctx = dfam([fr["scales"][i] for fr in cache], targets)
+            fused.append(f)
+            ctxs.append(ctx)
+        lf3 = [fr["scales"][2]["lf"] for fr in cache]
+        f3 = [self.refine(x, ctxs[2], lf3, t) for x, t in zip(fused[2], targets)]
+        # decode all targets as one batch, target-major
+        res = self.decoder(torch.cat(fused[0], 0), torch.cat(fused[1], 0), torch.cat(f3, 0))
+        ir = torch.cat([cache[t]["ir"] for t in targets], 0)
+        vis = torch.cat([cache[t]["vis"] for t in targets], 0)
+        rgb = self._compose(ir, vis, res.float() if res.dtype != ir.dtype else res)
+        h, w = cache[0]["hw"]
+        rgb = rgb[..., :h, :w]
+        b = cache[0]["ir"].shape[0]
+        return rgb.reshape(len(targets), b, 3, h, w).permute(1, 2, 0, 3, 4)
+
+    def _compose(self, ir: torch.Tensor, vis: torch.Tensor, res: torch.Tensor) -> torch.Tensor:
+        """Base luminance refined by the residual in logit space; visible chroma plus a residual.
+
+        Equals ``ycbcr_to_rgb([Y, Cb_vis + dCb, Cr_vis + dCr]).clamp(0, 1)`` (BT.601, nn.colour), written
+        as vis + (Y - Y_vis) + M [dCb, dCr] because the conversion is linear (fewer full-size ops).
+        """
+        y_vis = rgb_to_y(vis)
+        base = torch.maximum(ir, y_vis) if self.base_fusion == "max" else 0.5 * (ir + y_vis)
+        eps = 1e-3
+        y = torch.sigmoid(torch.logit(base.clamp(eps, 1.0 - eps)) + res[:, :1])
+        chroma = F.conv2d(res[:, 1:3], self.chroma_to_rgb.to(res.dtype)[:, :, None, None])
+        return (vis + (y - y_vis) + chroma).clamp(0.0, 1.0)
