@@ -7,17 +7,7 @@ import json
 import torch
 
 from ..runtime.benchmark import benchmark
-from .common import add_engine_arguments, engine_config
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise ValueError(f"--size must look like 640x480, got {text!r}") from None
-    if w < 8 or h < 8:
-        raise ValueError(f"--size too small: {text}")
-    return w, h
+from .common import add_engine_arguments, engine_config, parse_size
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -8,6 +8,17 @@ from ..runtime import EngineConfig
 DEFAULT_MODEL = "auto"
 
 
+def parse_size(text: str, minimum: int = 8) -> tuple[int, int]:
+    """'640x480' -> (640, 480), with a clear error for anything else."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"--size must look like 640x480, got {text!r}") from None
+    if w < minimum or h < minimum:
+        raise ValueError(f"--size must be at least {minimum}x{minimum}, got {text}")
+    return w, h
+
+
 def add_engine_arguments(parser: argparse.ArgumentParser, default_model: str = DEFAULT_MODEL) -> None:
     g = parser.add_argument_group("engine")
     g.add_argument("--model", default=default_model,

@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from .common import parse_size
+
 REPO_CONFIG = Path(__file__).resolve().parents[2] / "config"
 FASTDDS_PROFILE_VAR = "FASTDDS_DEFAULT_PROFILES_FILE"
 SHEET_ROWS = 4
@@ -48,16 +50,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-video", action="store_true", help="do not write fused.mp4")
     parser.add_argument("--startup-timeout", type=float, default=120.0,
                         help="seconds to wait for the fusion node to load its model (default: 120)")
-
-
-def _parse_size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise ValueError(f"--size must look like 320x240, got {text!r}") from None
-    if w < 16 or h < 16:
-        raise ValueError(f"--size must be at least 16x16, got {text}")
-    return w, h
 
 
 def _ros_environment(log_dir: Path) -> dict[str, str]:
@@ -210,7 +202,7 @@ def _stop(proc: subprocess.Popen, timeout: float = 15.0) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    width, height = _parse_size(args.size)
+    width, height = parse_size(args.size, minimum=16)
     if args.rate <= 0 or args.duration <= 0:
         raise ValueError("--rate and --duration must be positive")
     out = Path(args.out)

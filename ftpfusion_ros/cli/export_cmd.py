@@ -5,7 +5,7 @@ import argparse
 
 from ..runtime import EngineConfig, FusionEngine
 from ..runtime.export import FORMATS, export_model
-from .bench_cmd import parse_size
+from .common import parse_size
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -36,6 +36,15 @@ def luminance(x: torch.Tensor) -> torch.Tensor:
     return rgb_to_y(x, dim=1)
 
 
+def frame_luminances(ir: torch.Tensor, vis: torch.Tensor, fused: torch.Tensor,
+                     aux: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(fused, IR, visible) luminance as float32 frames for the frame-wise models' losses. The fused one is
+    the network's pre-colour-restoration luminance aux['fused_y'] when the model provides it (float32:
+    under mixed precision aux outputs may be half precision)."""
+    f = flatten_clip(aux["fused_y"]) if "fused_y" in aux else luminance(flatten_clip(fused))
+    return f.float(), luminance(flatten_clip(ir)).float(), luminance(flatten_clip(vis)).float()
+
+
 def chroma(x: torch.Tensor) -> torch.Tensor:
     """The (Cb, Cr) channels (BT.601 full range, offset 0.5) of an RGB tensor along dim 1."""
     return rgb_to_ycbcr(x, dim=1)[:, 1:]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .common import flatten_clip, luminance, sobel_magnitude, ssim_loss
+from .common import frame_luminances, sobel_magnitude, ssim_loss
 from .registry import register_loss
 
 _REDUCTIONS = ("mse", "rms", "l1")
@@ -46,11 +46,7 @@ class F3NetLoss(nn.Module):
 
     def forward(self, ir: torch.Tensor, vis: torch.Tensor, fused: torch.Tensor,
                 aux: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        ir_y = luminance(flatten_clip(ir))
-        vis_y = luminance(flatten_clip(vis))
-        # float32: under mixed precision the model's aux outputs may be half precision
-        f = flatten_clip(aux["fused_y"]).float() if "fused_y" in aux else luminance(flatten_clip(fused.float()))
-        ir_y, vis_y = ir_y.float(), vis_y.float()
+        f, ir_y, vis_y = frame_luminances(ir, vis, fused, aux)
         pixel = (f - ir_y).pow(2).mean() + (f - vis_y).pow(2).mean()
         grad = gradient_loss(f, ir_y, vis_y, self.gradient_reduction)
         structure = ssim_loss(f, torch.maximum(ir_y, vis_y))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .common import flatten_clip, luminance, sobel_magnitude, ssim_loss
+from .common import frame_luminances, sobel_magnitude, ssim_loss
 from .registry import register_loss
 
 
@@ -29,9 +29,7 @@ class ISFMLoss(nn.Module):
 
     def forward(self, ir: torch.Tensor, vis: torch.Tensor, fused: torch.Tensor,
                 aux: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        ir_y = luminance(flatten_clip(ir))
-        vis_y = luminance(flatten_clip(vis))
-        f = flatten_clip(aux["fused_y"]) if "fused_y" in aux else luminance(flatten_clip(fused))
+        f, ir_y, vis_y = frame_luminances(ir, vis, fused, aux)
         content = (f - ir_y).abs().mean() + (f - vis_y).abs().mean()
         intensity = (f - torch.maximum(ir_y, vis_y)).abs().mean()
         grad_target = torch.maximum(sobel_magnitude(ir_y), sobel_magnitude(vis_y))

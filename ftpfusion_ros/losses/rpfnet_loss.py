@@ -32,7 +32,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .common import flatten_clip, luminance, sobel_magnitude, sobel_xy, ssim_loss
+from .common import flatten_clip, frame_luminances, sobel_magnitude, sobel_xy, ssim_loss
 from .registry import register_loss
 
 _STAT_EPS = 1e-6   # guards the standardisation of a constant image
@@ -120,11 +120,7 @@ class RPFNetLoss(nn.Module):
 
     def forward(self, ir: torch.Tensor, vis: torch.Tensor, fused: torch.Tensor,
                 aux: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        ir_y = luminance(flatten_clip(ir))
-        vis_y = luminance(flatten_clip(vis))
-        # float32: under mixed precision the model's aux outputs may be half precision
-        f = flatten_clip(aux["fused_y"]).float() if "fused_y" in aux else luminance(flatten_clip(fused.float()))
-        ir_y, vis_y = ir_y.float(), vis_y.float()
+        f, ir_y, vis_y = frame_luminances(ir, vis, fused, aux)
         w = adaptive_weight(ir_y, vis_y - ir_y if self.weight_residual == "vis_minus_ir" else ir_y - vis_y)
         l_c = frequency_contrastive(f, ir_y, vis_y, w, self.eps, self.literal_negatives)
         l_s = ssim_loss(f, ir_y) + ssim_loss(f, vis_y)

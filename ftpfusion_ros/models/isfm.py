@@ -36,12 +36,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..nn.colour import restore_colour, rgb_to_y
 from ..nn.dwt import dwt2, idwt2
 from ..nn.vss import SelectiveScan2D, VSSBlock, resolve_dt_rank
-from .base import FrameFusionModel, _check_clip
-from .f3net import (SpatialAttention, check_skip_mode, fold_clip, residual_sigmoid, scale_init_, simple_fusion,
-                    unfold_clip)
+from .framewise import LuminanceFusionNet, SpatialAttention, check_skip_mode, residual_sigmoid, scale_init_, simple_fusion
 from .registry import register_model
 
 #: fused Haar sub-bands (LL, LH, HL, HH) of MFF, the frequency guidance F_fre^comp of the ISF
@@ -177,10 +174,8 @@ class ISF(nn.Module):
 
 
 @register_model("isfm")
-class ISFM(FrameFusionModel):
+class ISFM(LuminanceFusionNet):
     """ISFM on the Y channel; see the module docstring for the wiring and the speed choices."""
-
-    learned = True
 
     def __init__(self, shallow_channels: int = 8, channels: int = 16, scan_stride: int = 8, num_vss: int = 1,
                  d_state: int = 8, expand: float = 2.0, dt_rank: int | str | None = "auto",
@@ -217,14 +212,3 @@ class ISFM(FrameFusionModel):
         logits = self.head(up + s_ir + s_vis)
         return residual_sigmoid(logits, simple_fusion(ir_y, vis_y, self.input_skip))
 
-    def fuse_frame(self, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
-        return restore_colour(self.fuse_y(ir, rgb_to_y(vis)), vis)
-
-    def forward_train(self, ir: torch.Tensor, vis: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Frames folded into the batch; aux['fused_y'] is the network's luminance before colour
-        restoration (whose clamp would cut gradients where the chroma leaves the RGB gamut)."""
-        _check_clip(ir, vis)
-        vis_f = fold_clip(vis)
-        fused_y = self.fuse_y(fold_clip(ir), rgb_to_y(vis_f))
-        b = ir.shape[0]
-        return unfold_clip(restore_colour(fused_y, vis_f), b), {"fused_y": unfold_clip(fused_y, b)}

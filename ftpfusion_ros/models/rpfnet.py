@@ -31,9 +31,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..nn.colour import restore_colour, rgb_to_y
-from .base import FrameFusionModel, _check_clip
-from .f3net import (ChannelAttention, SpatialAttention, channels_last, check_skip_mode, fold_clip, residual_sigmoid,
-                    scale_init_, simple_fusion, unfold_clip)
+from .base import _check_clip
+from .framewise import (ChannelAttention, LuminanceFusionNet, SpatialAttention, channels_last, check_skip_mode,
+                        fold_clip, residual_sigmoid, scale_init_, simple_fusion, unfold_clip)
 from .registry import register_model
 
 
@@ -144,10 +144,8 @@ class RPFStage(nn.Module):
 
 
 @register_model("rpfnet")
-class RPFNet(FrameFusionModel):
+class RPFNet(LuminanceFusionNet):
     """RPFNet on the Y channel; see the module docstring for the choices the paper leaves open."""
-
-    learned = True
 
     def __init__(self, channels: int = 8, stages: int = 3, dilations: list[int] | tuple[int, ...] = (1, 3, 5),
                  reduction: int = 4, sa_kernel: int = 7, input_skip: str = "max",
@@ -180,9 +178,6 @@ class RPFNet(FrameFusionModel):
     def fuse_y(self, ir_y: torch.Tensor, vis_y: torch.Tensor) -> torch.Tensor:
         """(B,1,H,W) IR and visible luminance -> (B,1,H,W) fused luminance in (0, 1)."""
         return self.reconstruct(*self.features(ir_y, vis_y), ir_y, vis_y)
-
-    def fuse_frame(self, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
-        return restore_colour(self.fuse_y(ir, rgb_to_y(vis)), vis)
 
     def forward_train(self, ir: torch.Tensor, vis: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Fused clip plus aux {'fused_y': luminance before colour restoration (B,1,T,H,W),
