@@ -15,17 +15,9 @@ from ftpfusion_ros.models import build_model, default_config, model_class
 from ftpfusion_ros.models.f3net import FFEU, FFM, FSFEM, IRM, SFEU, F3Net, ResBlock, dct_filters, low_frequencies
 from ftpfusion_ros.nn.colour import rgb_to_ycbcr
 from ftpfusion_ros.runtime import EngineConfig, FusionEngine, load_checkpoint, save_checkpoint
+from model_checks import assert_optimisation_lowers_the_loss, clip
 
 SMALL = {"channels": 8, "reduction": 2, "irm_channels": [8, 8, 4]}
-
-
-def clip(b: int, t: int, h: int, w: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    base = torch.rand(b, 1, t, h // 8 + 1, w // 8 + 1, generator=g)
-    base = torch.nn.functional.interpolate(base, size=(t, h, w), mode="trilinear", align_corners=False)
-    ir = (base + 0.2 * torch.rand(b, 1, t, h, w, generator=g)).clamp(0, 1)
-    vis = (0.6 * torch.rand(b, 3, t, h, w, generator=g) + 0.4 * base).clamp(0, 1)
-    return ir, vis
 
 
 # ------------------------------------------------------------------------------------------ modules
@@ -153,19 +145,7 @@ def test_gradients_reach_every_parameter_through_the_paper_loss():
 
 
 def test_two_optimisation_steps_lower_the_loss_on_a_fixed_batch():
-    torch.manual_seed(0)
-    model = build_model("f3net", SMALL).train()
-    loss = build_loss("f3net")
-    ir, vis = clip(1, 2, 24, 24, seed=4)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    values = []
-    for _ in range(3):
-        total, _ = loss(ir, vis, *model.forward_train(ir, vis))
-        values.append(total.item())
-        opt.zero_grad()
-        total.backward()
-        opt.step()
-    assert values[2] < values[0], values
+    assert_optimisation_lowers_the_loss("f3net", SMALL, *clip(1, 2, 24, 24, seed=4))
 
 
 # ------------------------------------------------------------------------------------------- losses

@@ -19,18 +19,9 @@ from ftpfusion_ros.nn.block_attention import (
 from ftpfusion_ros.nn.colour import rgb_to_ycbcr, ycbcr_to_rgb
 from ftpfusion_ros.nn.frequency import FrequencySplit, box_smooth
 from ftpfusion_ros.nn.lowfreq import LFPM, LTCM, conv1d_tokens
+from model_checks import clip
 
 SMALL = {"channels": [8, 16, 32]}
-
-
-def clip(b: int, t: int, h: int, w: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    # smooth-ish content plus noise so that HF energy differs between blocks
-    base = torch.rand(b, 1, t, h // 8 + 1, w // 8 + 1, generator=g)
-    base = torch.nn.functional.interpolate(base, size=(t, h, w), mode="trilinear", align_corners=False)
-    ir = (base + 0.2 * torch.rand(b, 1, t, h, w, generator=g)).clamp(0, 1)
-    vis = (0.6 * torch.rand(b, 3, t, h, w, generator=g) + 0.4 * base).clamp(0, 1)
-    return ir, vis
 
 
 # ------------------------------------------------------------------------------------ frequency split
