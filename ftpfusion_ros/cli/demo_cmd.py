@@ -43,6 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "engine's classical fallback)")
     parser.add_argument("--checkpoint", default="", help="checkpoint for a learned model (default: packaged)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
+    parser.add_argument("--cpu-threads", type=int, default=0,
+                        help="torch threads of the fusion node on CPU (default 0: the node's choice)")
     parser.add_argument("--ir-encoding", default="mono8", choices=("mono8", "mono16"),
                         help="simulated thermal camera output (default: mono8)")
     parser.add_argument("--split", action="store_true",
@@ -219,7 +221,8 @@ def run(args: argparse.Namespace) -> int:
     load_interfaces()  # a clear error now if the ROS interfaces are not built (`make ros`)
     model = resolve_model_name(args.model)
     expected = max(1, int(round(args.rate * args.duration)))
-    fusion_params: dict[str, Any] = {"model": model, "device": args.device, "diagnostics_period": 1.0}
+    fusion_params: dict[str, Any] = {"model": model, "device": args.device, "diagnostics_period": 1.0,
+                                     "cpu_threads": args.cpu_threads}
     if args.checkpoint:
         fusion_params["checkpoint"] = args.checkpoint
     sim_params = {"width": width, "height": height, "rate": float(args.rate), "ir_encoding": args.ir_encoding,
