@@ -16,7 +16,7 @@ from ftpfusion_ros.models.isfm import FGG, HFFB, ISF, ISFM, LFFB, MFF, MSE
 from ftpfusion_ros.nn.colour import rgb_to_ycbcr
 from ftpfusion_ros.nn.dwt import dwt2, idwt2
 from ftpfusion_ros.runtime import EngineConfig, FusionEngine, load_checkpoint, save_checkpoint
-from model_checks import assert_optimisation_lowers_the_loss, clip
+from model_checks import assert_gradients_reach_every_parameter, assert_optimisation_lowers_the_loss, clip
 
 SMALL = {"channels": 8, "shallow_channels": 4, "scan_stride": 4, "d_state": 4}
 
@@ -171,17 +171,7 @@ def test_forward_train_equals_forward_and_returns_the_fused_luminance():
 
 
 def test_gradients_reach_every_parameter_through_the_paper_loss():
-    torch.manual_seed(0)
-    model = build_model("isfm", SMALL).train()
-    ir, vis = clip(2, 1, 32, 32)
-    fused, aux = model.forward_train(ir, vis)
-    total, terms = build_loss("isfm")(ir, vis, fused, aux)
-    total.backward()
-    missing = [n for n, p in model.named_parameters() if p.grad is None]
-    zero = [n for n, p in model.named_parameters() if p.grad is not None and not p.grad.abs().max() > 0]
-    assert not missing, missing
-    assert not zero, zero
-    assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+    terms = assert_gradients_reach_every_parameter("isfm", SMALL, *clip(2, 1, 32, 32))
     assert set(terms) == {"content", "intensity", "gradient", "ssim"}
 
 

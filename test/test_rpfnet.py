@@ -15,7 +15,7 @@ from ftpfusion_ros.models import build_model, default_config, model_class
 from ftpfusion_ros.models.rpfnet import CPM, FDFM, RPM, ConvBN, RPFNet
 from ftpfusion_ros.nn.colour import rgb_to_ycbcr
 from ftpfusion_ros.runtime import EngineConfig, FusionEngine, load_checkpoint, save_checkpoint
-from model_checks import assert_optimisation_lowers_the_loss, clip
+from model_checks import assert_gradients_reach_every_parameter, assert_optimisation_lowers_the_loss, clip
 
 SMALL = {"channels": 8, "stages": 2}
 
@@ -147,17 +147,7 @@ def test_forward_train_equals_forward_and_returns_the_aux_decoder_output():
 
 
 def test_gradients_reach_every_parameter_through_the_paper_loss():
-    torch.manual_seed(0)
-    model = build_model("rpfnet", SMALL).train()
-    ir, vis = clip(2, 2, 32, 40)
-    fused, aux = model.forward_train(ir, vis)
-    total, terms = build_loss("rpfnet")(ir, vis, fused, aux)
-    total.backward()
-    missing = [n for n, p in model.named_parameters() if p.grad is None]
-    zero = [n for n, p in model.named_parameters() if p.grad is not None and not p.grad.abs().max() > 0]
-    assert not missing, missing
-    assert not zero, zero
-    assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+    terms = assert_gradients_reach_every_parameter("rpfnet", SMALL, *clip(2, 2, 32, 40))
     assert set(terms) == {"ss", "ss_grad", "ss_reg", "contrast", "ssim"}
 
 
