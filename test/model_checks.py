@@ -5,6 +5,7 @@ import torch
 
 from ftpfusion_ros.losses import build_loss
 from ftpfusion_ros.models import build_model
+from ftpfusion_ros.nn.colour import rgb_to_ycbcr
 
 
 def clip(b: int, t: int, h: int, w: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -49,3 +50,14 @@ def assert_gradients_reach_every_parameter(name: str, config: dict, ir: torch.Te
     assert not zero, zero
     assert all(torch.isfinite(p.grad).all() for p in model.parameters())
     return terms
+
+
+def assert_colour_preserving_max_fusion(out: torch.Tensor, ir: torch.Tensor, vis: torch.Tensor,
+                                        luma_tol: float, chroma_tol: float) -> None:
+    """`out` is a valid RGB clip whose luminance is ~max(IR, visible Y) and whose chroma is the visible
+    image's: what the residual heads of the learned models output before training."""
+    assert out.shape == vis.shape
+    assert out.min() >= 0 and out.max() <= 1
+    ycc_out, ycc_vis = rgb_to_ycbcr(out), rgb_to_ycbcr(vis)
+    assert (ycc_out[:, :1] - torch.maximum(ir, ycc_vis[:, :1])).abs().mean() < luma_tol
+    assert (ycc_out[:, 1:] - ycc_vis[:, 1:]).abs().mean() < chroma_tol
