@@ -258,7 +258,7 @@ def test_registry_config_and_constructor_agree():
     params = set(inspect.signature(FTPFusion.__init__).parameters) - {"self"}
     assert set(cfg) == params  # every constant lives in the YAML file and nothing else is accepted
     model = build_model("ftpfusion")
-    assert model.window == cfg["window"] == 5
+    assert model.window == cfg["window"] == 9 and model.net_window == cfg["net_window"] == 5
     assert model.size_multiple == 8
     small = build_model("ftpfusion", SMALL)
     assert small.dfam[0].channels == 8 and small.dfam[2].channels == 32
@@ -268,7 +268,7 @@ def test_registry_config_and_constructor_agree():
 
 def test_output_shape_range_and_untrained_output_is_a_colour_preserving_fusion():
     torch.manual_seed(0)
-    model = build_model("ftpfusion", SMALL).eval()
+    model = build_model("ftpfusion", {**SMALL, "stabiliser": False}).eval()
     ir, vis = clip(2, 3, 48, 64)
     with torch.no_grad():
         out = model(ir, vis)
@@ -281,7 +281,7 @@ def test_output_shape_range_and_untrained_output_is_a_colour_preserving_fusion()
 
 
 def test_output_composition_follows_the_project_colour_convention():
-    model = build_model("ftpfusion", SMALL)
+    model = build_model("ftpfusion", {**SMALL, "stabiliser": False})
     g = torch.Generator().manual_seed(0)
     ir, vis = torch.rand(2, 1, 8, 8, generator=g), torch.rand(2, 3, 8, 8, generator=g)
     res = 0.3 * torch.randn(2, 3, 8, 8, generator=g)
@@ -289,7 +289,31 @@ def test_output_composition_follows_the_project_colour_convention():
     base = torch.maximum(ir, ycc[:, :1]).clamp(1e-3, 1 - 1e-3)
     y = torch.sigmoid(torch.logit(base) + res[:, :1])
     ref = ycbcr_to_rgb(torch.cat((y, ycc[:, 1:] + res[:, 1:]), 1)).clamp(0, 1)
-    torch.testing.assert_close(model._compose(ir, vis, res), ref, atol=1e-5, rtol=0)
+    torch.testing.assert_close(model._compose([{"ir": ir, "vis": vis}], [0], res), ref, atol=1e-5, rtol=0)
+
+
+def test_stabiliser_is_an_exact_no_op_on_a_static_clip():
+    """Identical frames: unit gains, zero shifts and equal frames, so the output is the plain model's."""
+    torch.manual_seed(0)
+    ir, vis = clip(1, 1, 48, 64)
+    ir, vis = ir.expand(-1, -1, 6, -1, -1), vis.expand(-1, -1, 6, -1, -1)
+    on = build_model("ftpfusion", SMALL).eval()
+    off = build_model("ftpfusion", {**SMALL, "stabiliser": False}).eval()
+    off.load_state_dict(on.state_dict())  # the stabiliser has no weights: same state_dict keys
+    with torch.no_grad():
+        torch.testing.assert_close(on(ir, vis), off(ir, vis), atol=2e-5, rtol=0)
+
+
+def test_network_sub_windows_cover_long_clips_and_streaming_rings():
+    """window (ring) 9, net_window 5: a 9-frame forward decodes each target from a 5-frame sub-window."""
+    torch.manual_seed(0)
+    model = build_model("ftpfusion", {**SMALL, "window": 9, "net_window": 5}).eval()
+    ir, vis = clip(1, 9, 32, 48)
+    with torch.no_grad():
+        cache = [model.encode_frame(ir[:, :, t], vis[:, :, t]) for t in range(9)]
+        full = model.fuse_window(cache, range(9))
+        for t in (0, 3, 8):
+            torch.testing.assert_close(model.fuse_window(cache, [t])[:, :, 0], full[:, :, t], atol=1e-5, rtol=0)
 
 
 def test_gradients_reach_every_parameter():

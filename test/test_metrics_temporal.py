@@ -102,6 +102,20 @@ def test_flicker_by_hand():
     assert temporal_metrics(f, a, b, ["flicker"])["flicker"] == pytest.approx(2.0)
 
 
+def test_flicker_ratio_by_hand_and_for_mixing_fusions():
+    a = _const_clip([10, 10, 10])
+    b = _const_clip([10, 11, 10])
+    # |dF| = 4, 2 against max(|dA|, |dB|) = 1, 1
+    assert temporal_metrics(_const_clip([10, 14, 12]), a, b, ["flicker_ratio"])["flicker_ratio"] == pytest.approx(3.0)
+    b = _const_clip([100, 104, 98, 103])
+    steady = _const_clip([50, 50, 50, 50])
+    ratio = lambda f: temporal_metrics(f, steady, b, ["flicker_ratio"])["flicker_ratio"]
+    assert ratio(b) == pytest.approx(1.0)  # passes the flickering camera through
+    assert ratio((steady + b) / 2) == pytest.approx(0.5)  # the average halves it
+    assert ratio(steady) == pytest.approx(0.0)  # holds steady
+    assert math.isnan(temporal_metrics(steady, steady, steady, ["flicker_ratio"])["flicker_ratio"])
+
+
 def test_short_clips_give_nan():
     one = _const_clip([1])
     two = _const_clip([1, 2])

@@ -217,7 +217,7 @@ def test_learned_model_without_checkpoint_needs_explicit_consent(monkeypatch):
     with pytest.raises(FileNotFoundError, match="needs a checkpoint"):
         FusionEngine(EngineConfig(model="ftpfusion"))
     engine = FusionEngine(EngineConfig(model="ftpfusion", allow_untrained=True))
-    assert engine.window == 5
+    assert engine.window == 9  # the ring the stabiliser uses; the network attends over 5
     with pytest.raises(ValueError, match="takes no checkpoint"):
         FusionEngine(EngineConfig(model="average", checkpoint="x.pt"))
 

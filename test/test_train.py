@@ -188,6 +188,22 @@ def test_resume_continues_exactly(tmp_path):
         Trainer(load_config(data=tiny(tmp_path / "b", **over)), resume=tmp_path / "b")
 
 
+def test_init_from_warm_starts_and_refuses_weights_of_another_shape(tmp_path):
+    over = {"val.every": 0, "log.tensorboard": False, "steps": 2}
+    source = Trainer(load_config(data=tiny(tmp_path / "src", **over)))
+    source.fit()
+    source.close()
+    warm = Trainer(load_config(data=tiny(tmp_path / "warm", **over, init_from=str(tmp_path / "src" / "last.pt"))))
+    a, b = source.model.state_dict(), warm.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)  # starts from the source's weights, not a fresh init
+    warm.close()
+    with pytest.raises(ValueError, match="do not fit"):
+        Trainer(load_config(data=tiny(tmp_path / "bad", **over, init_from=str(tmp_path / "src" / "last.pt"),
+                                      model_config={"channels": [4, 8, 16]})))
+    with pytest.raises(FileNotFoundError):
+        Trainer(load_config(data=tiny(tmp_path / "none", **over, init_from=str(tmp_path / "missing.pt"))))
+
+
 def test_torchrun_two_processes_gloo_end_with_identical_weights(tmp_path):
     """`torchrun --nproc_per_node=2 -m ftpfusion_ros.cli.main train` on CPU (gloo). At the end the trainer
     compares every rank's weights with rank 0's (broadcast) and records the largest difference."""

@@ -4,6 +4,8 @@
   gradient : L1(|Sobel Y_F|, max(|Sobel IR|, |Sobel Y_V|))
   colour   : L1(CbCr_F, CbCr_V)        (BT.601, the project's convention)
   otc      : offset-aware temporal consistency on low frequencies (:mod:`.otc`)
+IR and visible are the clip's sources, or the model's de-flickered ones when it passes them in ``aux``
+(FTPFusion with its temporal stabiliser).
 Weights are choices (the paper's are unreadable in our copy): 1, 2, 1, 0.5 by default, set from the
 train config's ``loss:`` mapping.
 """
@@ -36,6 +38,9 @@ class FTPFusionLoss(nn.Module):
 
     def forward(self, ir: torch.Tensor, vis: torch.Tensor, fused: torch.Tensor,
                 aux: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        # Sources the model declares as its targets (FTPFusion with its stabiliser: de-flickered ones)
+        if aux and "ir" in aux and "vis" in aux:
+            ir, vis = aux["ir"], aux["vis"]
         # Losses in fp32 even when the model ran under autocast.
         ir, vis, fused = ir.float(), vis.float(), fused.float()
         ir_f, vis_f, fused_f = flatten_clip(ir), flatten_clip(vis), flatten_clip(fused)

@@ -23,7 +23,7 @@ import numpy as np
 from . import online, spatial, temporal
 from .common import bgr_to_y, ir_to_8bit
 from .flow import DEFAULT_FLOW, FLOW_METHODS, FlowEstimator, VideoFlows, get_flow, video_flows
-from .online import FlickerMonitor, clip_flicker, luma_mean
+from .online import FlickerMonitor, clip_flicker, clip_flicker_ratio, luma_mean
 from .temporal import PairFlows, TemporalStream
 
 
@@ -69,6 +69,8 @@ METRICS: dict[str, MetricInfo] = {m.name: m for m in [
        "temporal correlation preservation error (FTPFusion prose)"),
     _m("flicker", clip_flicker, "temporal", False, "grey levels/frame",
        "mean excess change of the fused mean luminance over the sources' (online score, offline)"),
+    _m("flicker_ratio", clip_flicker_ratio, "temporal", False, "unitless",
+       "fused frame-mean luminance change / larger source change, summed over the clip"),
 ]}
 
 SPATIAL_METRICS = tuple(n for n, m in METRICS.items() if m.kind == "spatial")
@@ -168,7 +170,7 @@ def temporal_metrics(f, a, b, names=None, flows: Mapping[str, VideoFlows] | None
 __all__ = [
     "METRICS", "MetricInfo", "SPATIAL_METRICS", "TEMPORAL_METRICS", "ALL_METRICS", "CONVENTION_PRESETS",
     "spatial_metrics", "temporal_metrics", "TemporalStream", "parse_conventions", "resolved_conventions",
-    "bgr_to_y", "ir_to_8bit", "FlickerMonitor", "clip_flicker", "luma_mean",
+    "bgr_to_y", "ir_to_8bit", "FlickerMonitor", "clip_flicker", "clip_flicker_ratio", "luma_mean",
     "DEFAULT_FLOW", "FLOW_METHODS", "get_flow", "video_flows", "VideoFlows", "PairFlows",
     "spatial", "temporal", "online",
 ]

@@ -86,3 +86,21 @@ def clip_flicker(f: Sequence[np.ndarray] | np.ndarray, a: Sequence[np.ndarray] |
     if len(means) < 2:
         return float("nan")
     return float(np.mean([excess_change(*means[t], means[t - 1]) for t in range(1, len(means))]))
+
+
+def clip_flicker_ratio(f: Sequence[np.ndarray] | np.ndarray, a: Sequence[np.ndarray] | np.ndarray,
+                       b: Sequence[np.ndarray] | np.ndarray) -> float:
+    """Share of the sources' global brightness change that reaches the fused video (evaluation).
+
+    ``sum_t |dF| / sum_t max(|dIR|, |dVIS|)`` over the clip's frame-mean luminances: about 1 when the
+    fusion passes the larger source change through (a max-like fusion of a flickering camera), about 0.5
+    for an average of one flickering and one steady camera, near 0 when the fusion holds its brightness
+    while a camera flickers. Unlike :func:`clip_flicker` it ranks fusions that only mix their sources
+    (every classical one scores ~0 excess). NaN for fewer than 2 frames or sources that never change.
+    """
+    means = np.array([(float(np.mean(x)), float(np.mean(y)), float(np.mean(z))) for x, y, z in zip(f, a, b)])
+    if len(means) < 2:
+        return float("nan")
+    d = np.abs(np.diff(means, axis=0))
+    source = float(np.maximum(d[:, 1], d[:, 2]).sum())
+    return float(d[:, 0].sum() / source) if source > 0 else float("nan")

@@ -349,10 +349,27 @@ class _Flicker(_Accumulator):
         return float(np.mean(self.values)) if self.values else float("nan")
 
 
+class _FlickerRatio(_Accumulator):
+    def __init__(self) -> None:
+        self.fused = self.source = 0.0
+        self._last: tuple[float, float, float] | None = None
+
+    def update(self, cur, prev, flows):
+        means = tuple(float(x.mean(dtype=np.float64)) for x in cur)
+        if self._last is not None:
+            d = [abs(m - p) for m, p in zip(means, self._last)]
+            self.fused += d[0]
+            self.source += max(d[1], d[2])
+        self._last = means
+
+    def result(self) -> float:
+        return self.fused / self.source if self.source > 0 else float("nan")
+
+
 # ------------------------------------------------------------------------------------------- streams
 _ACCUMULATORS: dict[str, Callable[..., _Accumulator]] = {
     "biswe": _BiSWE, "ms2r": _MS2R, "flowd": _FlowD, "mmci_approx": _MMCI, "tcpe_approx": _TCPE,
-    "flicker": _Flicker,
+    "flicker": _Flicker, "flicker_ratio": _FlickerRatio,
 }
 STREAM_METRICS = tuple(_ACCUMULATORS)
 

@@ -18,6 +18,15 @@ Structure (Sec. 3, App. A), laid out for streaming (one new frame per step, ring
       Y = sigmoid(logit(base_Y) + dY) with base_Y = max (or mean) of IR and visible luminance, and
       CbCr = visible CbCr + dCbCr, back to RGB (BT.601, ``ftpfusion_ros.nn.colour``), clamped to [0, 1].
       The head starts near zero, so the untrained network already outputs the base fusion in colour.
+    * with ``stabiliser`` on (the default), base_Y and the visible frame are first stabilised over the
+      window (``ftpfusion_ros.nn.stabilise``: per-frame gain/offset de-flicker against the window's
+      statistics, then a motion-compensated bilateral temporal filter of the base). This part has no
+      weights and is our addition to the paper: it is what holds the output steady under flicker and
+      jitter (docs/models.md has the ablation).
+
+Two window lengths: ``window`` is the ring the engine keeps (the stabiliser's statistics use all of it;
+per-frame statistics are tiny) and ``net_window`` the frames the network attends over (the newest
+``net_window`` of the ring, or the ones around the target in look-ahead mode).
 
 The paper's encoders are spatio-temporal; here the per-frame encoders are 2-D (cacheable once per
 frame) and all temporal modelling lives in DFAM and the decoder's refinement, which is what makes a
@@ -39,6 +48,7 @@ from ..nn.block_attention import SparseCrossModalAttention
 from ..nn.colour import rgb_to_y, ycbcr_to_rgb
 from ..nn.frequency import FrequencySplit
 from ..nn.lowfreq import LFPM, LTCM, mix_frames
+from ..nn.stabilise import TemporalStabiliser
 from .base import FusionModel
 from .registry import register_model
 
@@ -216,7 +226,8 @@ class FTPFusion(FusionModel):
     def __init__(
         self,
         channels: Sequence[int] = (16, 32, 64),
-        window: int = 5,
+        window: int = 9,
+        net_window: int = 5,
         stem_factor: int = 2,
         smooth_kernels: Sequence[int] = (3, 5, 7),
         lfpm_groups: int = 4,
@@ -239,18 +250,25 @@ class FTPFusion(FusionModel):
         local_temporal_kernel: int = 3,
         head_init_std: float = 1e-3,
         base_fusion: str = "max",
+        stabiliser: bool = True,
+        stab_sigma: float = 0.03,
+        stab_neighbour_weight: float = 0.5,
+        stab_radius: int = 4,
+        stab_max_shift: float = 3.0,
+        stab_downsample: int = 2,
     ) -> None:
         super().__init__()
         channels, rho, heads = list(channels), list(rho), list(heads)
         if not (len(channels) == len(rho) == len(heads) == 3):
             raise ValueError(f"channels, rho and heads need 3 entries (one per scale), got {channels}, {rho}, {heads}")
-        if window < 1:
-            raise ValueError(f"window must be >= 1, got {window}")
+        if window < 1 or net_window < 1:
+            raise ValueError(f"window and net_window must be >= 1, got {window}, {net_window}")
         if stem_factor < 1:
             raise ValueError(f"stem_factor must be >= 1, got {stem_factor}")
         if base_fusion not in ("max", "mean"):
             raise ValueError(f"base_fusion must be 'max' or 'mean', got {base_fusion!r}")
         self.window = int(window)
+        self.net_window = int(net_window)
         self.size_multiple = int(stem_factor) * 4  # two stride-2 stages after the stem
         self.base_fusion = base_fusion
         cfg = dict(
@@ -265,7 +283,7 @@ class FTPFusion(FusionModel):
             lfpm_inject_init=lfpm_inject_init,
             ltcm_temporal_kernel=ltcm_temporal_kernel,
             block_size=block_size,
-            window=self.window,
+            window=self.net_window,
             attn_expansion=attn_expansion,
             ffn_ratio=ffn_ratio,
             local_temporal_kernel=local_temporal_kernel,
@@ -276,8 +294,10 @@ class FTPFusion(FusionModel):
         self.enc_ir = FrameEncoder(1, channels, stem_factor)
         self.enc_vis = FrameEncoder(3, channels, stem_factor)
         self.dfam = nn.ModuleList(DFAM(c, h, r, cfg) for c, h, r in zip(channels, heads, rho))
-        self.refine = TemporalRefine(channels[2], self.window)
+        self.refine = TemporalRefine(channels[2], self.net_window)
         self.decoder = Decoder(channels, stem_factor, head_init_std)
+        self.stabiliser = (TemporalStabiliser(stab_sigma, stab_neighbour_weight, stab_radius, stab_max_shift,
+                                              stab_downsample, base_fusion) if stabiliser else None)
         # RGB change per unit CbCr change in the project's BT.601 convention (ycbcr_to_rgb is linear)
         basis = torch.tensor([[0.0, 0.5, 0.5], [0.0, 1.5, 0.5], [0.0, 0.5, 1.5]]).view(3, 3, 1, 1)
         rgb = ycbcr_to_rgb(basis)[..., 0, 0]
@@ -303,12 +323,16 @@ class FTPFusion(FusionModel):
             vis = F.pad(vis, (0, pw, 0, ph), mode="reflect")
         feats_ir = self.enc_ir(ir - 0.5)
         feats_vis = self.enc_vis(vis - 0.5)
-        return {
+        entry = {
             "ir": ir,
             "vis": vis,
             "hw": (h, w),
             "scales": [d.encode(a, b) for d, a, b in zip(self.dfam, feats_ir, feats_vis)],
         }
+        if self.stabiliser is not None:
+            entry["y_vis"] = rgb_to_y(vis)
+            entry["stab"] = self.stabiliser.frame_stats(ir, entry["y_vis"])
+        return entry
 
     def fuse_window(self, cache: Sequence[dict[str, Any]], targets: Sequence[int]) -> torch.Tensor:
         n_t = len(cache)
@@ -317,6 +341,24 @@ class FTPFusion(FusionModel):
             raise ValueError("fuse_window needs at least one cached frame and one target")
         if any(not 0 <= t < n_t for t in targets):
             raise ValueError(f"targets {targets} out of range for a window of {n_t} frames")
+        # the network sees the newest net_window frames, or (for early targets of a long clip) the
+        # net_window frames starting at the target; targets sharing a sub-window are decoded together
+        groups: dict[int, list[int]] = {}
+        for t in targets:
+            groups.setdefault(max(0, min(t, n_t - self.net_window)), []).append(t)
+        res = {}
+        for lo, ts in groups.items():
+            out = self._network(cache[lo:lo + self.net_window], [t - lo for t in ts])
+            res.update(zip(ts, out.split(out.shape[0] // len(ts), 0)))
+        res = torch.cat([res[t] for t in targets], 0)
+        rgb = self._compose(cache, targets, res)
+        h, w = cache[0]["hw"]
+        rgb = rgb[..., :h, :w]
+        b = cache[0]["ir"].shape[0]
+        return rgb.reshape(len(targets), b, 3, h, w).permute(1, 2, 0, 3, 4)
+
+    def _network(self, cache: Sequence[dict[str, Any]], targets: list[int]) -> torch.Tensor:
+        """Decoder residuals (len(targets) * B, 3, H', W') target-major, from a window of <= net_window."""
         fused, ctxs = [], []
         for i, dfam in enumerate(self.dfam):
             f, ctx = dfam([fr["scales"][i] for fr in cache], targets)
@@ -325,23 +367,45 @@ class FTPFusion(FusionModel):
         lf3 = [fr["scales"][2]["lf"] for fr in cache]
         f3 = [self.refine(x, ctxs[2], lf3, t) for x, t in zip(fused[2], targets)]
         # decode all targets as one batch, target-major
-        res = self.decoder(torch.cat(fused[0], 0), torch.cat(fused[1], 0), torch.cat(f3, 0))
-        ir = torch.cat([cache[t]["ir"] for t in targets], 0)
-        vis = torch.cat([cache[t]["vis"] for t in targets], 0)
-        rgb = self._compose(ir, vis, res.float() if res.dtype != ir.dtype else res)
-        h, w = cache[0]["hw"]
-        rgb = rgb[..., :h, :w]
-        b = cache[0]["ir"].shape[0]
-        return rgb.reshape(len(targets), b, 3, h, w).permute(1, 2, 0, 3, 4)
+        return self.decoder(torch.cat(fused[0], 0), torch.cat(fused[1], 0), torch.cat(f3, 0))
 
-    def _compose(self, ir: torch.Tensor, vis: torch.Tensor, res: torch.Tensor) -> torch.Tensor:
+    def forward_train(self, ir: torch.Tensor, vis: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Fused clip plus, with the stabiliser, aux {'ir', 'vis'}: the clip's sources de-flickered onto
+        the clip's statistics (the targets the loss should fuse: the output is meant to hold steady,
+        so a loss against the flickering sources would teach the residual to put the flicker back)."""
+        fused = self(ir, vis)
+        if self.stabiliser is None:
+            return fused, {}
+        with torch.no_grad():
+            n_t = ir.shape[2]
+            stats = [self.stabiliser.frame_stats(ir[:, :, t], rgb_to_y(vis[:, :, t]))["stats"] for t in range(n_t)]
+            ab = self.stabiliser.photometric(stats).to(ir.dtype)  # (B, T, 4)
+            g = ab.permute(0, 2, 1)[..., None, None]  # (B, 4, T, 1, 1)
+            ir_t = (g[:, 0:1] * ir + g[:, 1:2]).clamp(0.0, 1.0)
+            vis_t = (g[:, 2:3] * vis + g[:, 3:4]).clamp(0.0, 1.0)
+        return fused, {"ir": ir_t, "vis": vis_t}
+
+    def _compose(self, cache: Sequence[dict[str, Any]], targets: list[int], res: torch.Tensor) -> torch.Tensor:
         """Base luminance refined by the residual in logit space; visible chroma plus a residual.
 
         Equals ``ycbcr_to_rgb([Y, Cb_vis + dCb, Cr_vis + dCr]).clamp(0, 1)`` (BT.601, nn.colour), written
-        as vis + (Y - Y_vis) + M [dCb, dCr] because the conversion is linear (fewer full-size ops).
+        as vis + (Y - Y_vis) + M [dCb, dCr] because the conversion is linear (fewer full-size ops). With
+        the stabiliser, base and visible frame are the window-stabilised ones (module docstring).
         """
-        y_vis = rgb_to_y(vis)
-        base = torch.maximum(ir, y_vis) if self.base_fusion == "max" else 0.5 * (ir + y_vis)
+        vis = torch.cat([cache[t]["vis"] for t in targets], 0)
+        if res.dtype != vis.dtype:
+            res = res.float()
+        if self.stabiliser is not None:
+            base, gain = self.stabiliser([fr["ir"] for fr in cache], [fr["y_vis"] for fr in cache],
+                                         [fr["stab"] for fr in cache], targets)
+            gain = gain.to(vis.dtype).view(-1, 2, 1, 1)
+            vis = (gain[:, :1] * vis + gain[:, 1:]).clamp(0.0, 1.0)
+            y_vis = rgb_to_y(vis)
+            base = base.to(vis.dtype)
+        else:
+            ir = torch.cat([cache[t]["ir"] for t in targets], 0)
+            y_vis = rgb_to_y(vis)
+            base = torch.maximum(ir, y_vis) if self.base_fusion == "max" else 0.5 * (ir + y_vis)
         eps = 1e-3
         y = torch.sigmoid(torch.logit(base.clamp(eps, 1.0 - eps)) + res[:, :1])
         chroma = F.conv2d(res[:, 1:3], self.chroma_to_rgb.to(res.dtype)[:, :, None, None])

@@ -173,6 +173,8 @@ class TrainConfig:
     amp: Literal["auto", "off", "fp16", "bf16"] = "auto"  # mixed precision, CUDA only (auto: bf16 or fp16)
     out_dir: str = "runs/train"
     checkpoint_every: int = 0    # steps between last.pt/train_state.pt saves (0: at each validation)
+    init_from: str | None = None  # warm start: weights of this checkpoint (sidecar and sha256 checked); the
+                                  # model_config must give the same parameter shapes. --resume wins over it.
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)

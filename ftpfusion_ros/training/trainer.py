@@ -40,7 +40,7 @@ from ..data.clips import ClipDataset, DecodedSequence, PerturbAugment, centre_cr
 from ..losses import build_loss
 from ..models import build_model
 from ..models.registry import default_config, model_class
-from ..runtime.checkpoint import save_checkpoint, sha256_of, sidecar_path
+from ..runtime.checkpoint import load_checkpoint, save_checkpoint, sha256_of, sidecar_path
 from ..runtime.device import resolve_device
 from ..runtime.ring import TemporalRing
 from . import ddp
@@ -176,6 +176,8 @@ class Trainer:
             self.model = build_model(cfg.model, cfg.model_config).to(self.device)
         except TypeError as exc:
             raise ValueError(f"model_config does not build {cfg.model!r}: {exc}") from None
+        if cfg.init_from and resume is None:
+            self._warm_start(Path(cfg.init_from).expanduser())
         try:
             self.loss_fn = build_loss(cfg.model, cfg.loss).to(self.device)
         except TypeError as exc:
@@ -217,6 +219,15 @@ class Trainer:
             self.writer = SummaryWriter(str(self.out_dir / "tb"))
         if self.is_main:
             (self.out_dir / "config.yaml").write_text(yaml.safe_dump(_plain(cfg.to_dict()), sort_keys=False))
+
+    def _warm_start(self, path: Path) -> None:
+        source = load_checkpoint(self.cfg.model, path)  # FileNotFoundError / CheckpointError with the reason
+        try:
+            self.model.load_state_dict(source.state_dict())
+        except RuntimeError as exc:
+            raise ValueError(f"init_from {path}: its weights do not fit this model_config: {exc}") from None
+        if self.is_main:
+            log.info("warm start from %s", path)
 
     # -------------------------------------------------------------------------------------- data
     def _load_data(self) -> None:
