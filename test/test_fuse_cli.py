@@ -44,6 +44,38 @@ def test_fuse_with_the_flagship_model_and_lookahead(sequence, tmp_path, monkeypa
     assert len(list(out.iterdir())) == 6
 
 
+def test_model_options_switch_the_stabiliser_off_over_the_checkpoint(sequence, tmp_path, capsys):
+    """--model-option changes a config key of the checkpoint's model (here: FTPFusion's weight-free
+    stabiliser), so the same weights give a different, per-frame-base output; bad keys are one line."""
+    import torch
+    from ftpfusion_ros.models import build_model
+    from ftpfusion_ros.runtime import EngineConfig, FusionEngine, save_checkpoint
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(build_model("ftpfusion", {"channels": [4, 8, 8]}), tmp_path / "ftp.pt",
+                           {"channels": [4, 8, 8]})
+    engine = FusionEngine(EngineConfig(model="ftpfusion", checkpoint=str(ckpt), model_options={"stabiliser": False}))
+    assert engine.model.stabiliser is None
+    outs = {}
+    for name, extra in (("on", []), ("off", ["--model-option", "stabiliser=false"])):
+        assert main(["fuse", "--ir", str(sequence / "ir"), "--vis", str(sequence / "vis"), "--out",
+                     str(tmp_path / name), "--model", "ftpfusion", "--checkpoint", str(ckpt), *extra]) == 0
+        outs[name] = cv2.imread(str(tmp_path / name / "000006.png")).astype(int)
+    assert np.abs(outs["on"] - outs["off"]).max() > 0
+    assert main(["fuse", "--ir", str(sequence / "ir"), "--vis", str(sequence / "vis"), "--out",
+                 str(tmp_path / "bad"), "--model", "ftpfusion", "--checkpoint", str(ckpt),
+                 "--model-option", "stabilizer=false"]) == 2
+    assert "stabilizer" in capsys.readouterr().err
+
+
+def test_parse_model_options():
+    from ftpfusion_ros.runtime import parse_model_options
+    assert parse_model_options("stabiliser=false, stab_sigma=0.02") == {"stabiliser": False, "stab_sigma": 0.02}
+    assert parse_model_options(["a=1", "b=x"]) == {"a": 1, "b": "x"}
+    assert parse_model_options("") == {} == parse_model_options(None)
+    with pytest.raises(ValueError, match="key=value"):
+        parse_model_options("stabiliser")
+
+
 def test_fuse_mp4_pair(tmp_path):
     scene = SyntheticScene(SceneConfig(width=64, height=48, seed=1))
     paths = {}

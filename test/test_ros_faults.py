@@ -203,3 +203,26 @@ def test_sync_node_pairs_like_the_policy(backend: str) -> None:
         assert stats["frames_dropped_visible"] == policy.stats.dropped[1]
     finally:
         probe.close()
+
+
+def test_model_options_parameter_reaches_the_engine_and_bad_keys_stop_the_node() -> None:
+    """model_options overrides model config keys over the checkpoint's: FTPFusion without its stabiliser;
+    a misspelt key is refused when the node starts, naming the key (not silently ignored)."""
+    from ftpfusion_ros.ros.fusion_node import FusionNode
+
+    probe = Probe()
+    try:
+        base = [Parameter("model", value="ftpfusion"), Parameter("allow_untrained", value=True),
+                Parameter("cpu_threads", value=torch.get_num_threads())]
+        node = FusionNode(context=probe.context,
+                          parameter_overrides=base + [Parameter("model_options", value="stabiliser=false")])
+        assert node.engine.model.stabiliser is None
+        node.destroy_node()
+        node = FusionNode(context=probe.context, parameter_overrides=base)
+        assert node.engine.model.stabiliser is not None  # the default keeps it
+        node.destroy_node()
+        with pytest.raises(ValueError, match="stabilizer"):
+            FusionNode(context=probe.context,
+                       parameter_overrides=base + [Parameter("model_options", value="stabilizer=false")])
+    finally:
+        probe.close()

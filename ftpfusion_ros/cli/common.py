@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..runtime import EngineConfig
+from ..runtime import EngineConfig, parse_model_options
 
 DEFAULT_MODEL = "auto"
 
@@ -29,11 +29,15 @@ def add_engine_arguments(parser: argparse.ArgumentParser, default_model: str = D
     g.add_argument("--precision", default="auto", help="auto | fp32 | fp16 | bf16 (default: auto)")
     g.add_argument("--window", type=int, help="temporal ring length T (default: the model's)")
     g.add_argument("--lookahead", type=int, default=0, help="frames of look-ahead (default 0: causal)")
+    g.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="model config key over the checkpoint's, repeatable or comma-separated "
+                        "(e.g. stabiliser=false: FTPFusion without its temporal stabiliser)")
 
 
 def engine_config(args: argparse.Namespace, **overrides) -> EngineConfig:
     cfg = EngineConfig(model=args.model, checkpoint=args.checkpoint, device=args.device,
-                       precision=args.precision, window=args.window, lookahead=args.lookahead)
+                       precision=args.precision, window=args.window, lookahead=args.lookahead,
+                       model_options=parse_model_options(args.model_option))
     for key, value in overrides.items():
         setattr(cfg, key, value)
     return cfg

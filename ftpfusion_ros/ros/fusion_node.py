@@ -29,7 +29,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, Image
 
-from ..runtime import EngineConfig, FusionEngine, FusionResult, InputError, resolve_model_name
+from ..runtime import EngineConfig, FusionEngine, FusionResult, InputError, parse_model_options, resolve_model_name
 from ..runtime.seg_output import SegOutputConfig, seg_ready
 from ..runtime.sync_policy import stamp_to_ns
 from . import load_interfaces
@@ -70,6 +70,7 @@ class FusionNode(Node):
             lookahead=int(p("lookahead", 0).value),
             homography=list(homography) if homography else None,
             allow_untrained=bool(p("allow_untrained", False).value),
+            model_options=parse_model_options(str(p("model_options", "").value)),
         )
         cpu_threads = int(p("cpu_threads", 0).value)
         self.queue_size = int(p("queue_size", 2).value)

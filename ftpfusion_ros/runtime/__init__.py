@@ -21,6 +21,7 @@ _EXPORTS = {
     "FusionEngine": "engine",
     "FusionResult": "engine",
     "resolve_model_name": "engine",
+    "parse_model_options": "engine",
     "TemporalRing": "ring",
 }
 

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 import yaml
 
-from ..models import FusionModel, build_model, model_class
+from ..models import FusionModel, build_model, default_config, model_class
 
 PACKAGED_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
 
@@ -63,9 +63,13 @@ def read_sidecar(path: Path) -> dict[str, Any]:
     return meta
 
 
-def load_checkpoint(name: str, path: str | Path) -> FusionModel:
-    """Build model `name` with the checkpoint's config and load its weights; clear errors otherwise."""
+def load_checkpoint(name: str, path: str | Path, overrides: dict[str, Any] | None = None) -> FusionModel:
+    """Build model `name` with the checkpoint's config (updated by `overrides`, e.g. switches that do not
+    change the weights' shapes) and load its weights; clear errors otherwise."""
     path = Path(path)
+    unknown = set(overrides or {}) - set(default_config(name))
+    if unknown:  # the user's mistake, not the checkpoint's: say so before reading the file
+        raise ValueError(f"unknown model options {sorted(unknown)} for {name!r}; known: {sorted(default_config(name))}")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     if not model_class(name).learned:
@@ -83,7 +87,7 @@ def load_checkpoint(name: str, path: str | Path) -> FusionModel:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"checkpoint {path} is not a plain state_dict of tensors")
     try:
-        model = build_model(name, meta.get("config") or None)
+        model = build_model(name, {**(meta.get("config") or {}), **(overrides or {})} or None)
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"checkpoint {path}: its config does not build model {name!r}: {exc}") from exc
     try:

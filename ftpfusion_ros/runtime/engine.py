@@ -9,11 +9,12 @@ import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+import yaml
 
 from ..models import model_class, build_model
 from .agc import AGCConfig, ThermalAGC
@@ -46,6 +47,8 @@ class EngineConfig:
     homography: list[float] | None = None  # 3x3 row-major IR -> visible pixel mapping
     agc: AGCConfig = field(default_factory=AGCConfig)
     allow_untrained: bool = False      # run a learned model with random weights (benchmarks, tests)
+    model_options: dict[str, Any] = field(default_factory=dict)  # model config keys over the checkpoint's
+                                       # (e.g. {"stabiliser": False}); see parse_model_options
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "EngineConfig":
@@ -108,13 +111,13 @@ class FusionEngine:
         if not cls.learned:
             if cfg.checkpoint:
                 raise ValueError(f"model {cfg.model!r} is classical and takes no checkpoint")
-            return build_model(cfg.model)
+            return build_model(cfg.model, cfg.model_options or None)
         path = cfg.checkpoint or packaged_checkpoint(cfg.model)
         if path:
-            return load_checkpoint(cfg.model, path)
+            return load_checkpoint(cfg.model, path, cfg.model_options)
         if cfg.allow_untrained:
             log.warning("model %s runs with untrained weights", cfg.model)
-            return build_model(cfg.model)
+            return build_model(cfg.model, cfg.model_options or None)
         raise FileNotFoundError(f"model {cfg.model!r} needs a checkpoint and none is packaged; pass one "
                                 "or choose a classical model")
 
@@ -204,3 +207,24 @@ class FusionEngine:
             model=self.config.model,
             device=str(self.device),
         )
+
+
+def parse_model_options(spec: str | Sequence[str] | None) -> dict[str, Any]:
+    """``"stabiliser=false,stab_sigma=0.02"`` (or a list of ``key=value``) -> {key: YAML value}.
+
+    The form the CLI (``--model-option``) and the node (``model_options`` parameter) take; keys are the
+    model's config keys and are checked when the model is built.
+    """
+    items = [spec] if isinstance(spec, str) else list(spec or [])
+    out: dict[str, Any] = {}
+    for item in (part.strip() for text in items for part in text.split(",")):
+        if not item:
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"bad model option {item!r}: expected key=value (e.g. stabiliser=false)")
+        try:
+            out[key.strip()] = yaml.safe_load(value.strip())
+        except yaml.YAMLError as exc:
+            raise ValueError(f"model option {item!r}: value is not valid YAML ({exc})") from None
+    return out
