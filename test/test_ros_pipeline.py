@@ -128,6 +128,8 @@ def test_composed_pipeline_over_dds(probe: Probe, tmp_path: Path) -> None:
     values = {kv.key: kv.value for kv in fusion_diag[-1].values}
     assert int(values["pairs_fused"]) >= len(stamps) - 2 and values["device"] == "cpu"
     assert {"input_rate_hz", "pairs_dropped", "latency_ms_p50", "latency_ms_p99"} <= values.keys()
+    # the average of the sources makes up no brightness change and passes at most the larger one
+    assert float(values["flicker_score"]) < 0.5 and 0.0 <= float(values["flicker_ratio"]) <= 1.01
     assert any(s.level == DiagnosticStatus.OK for s in fusion_diag)
     sync_values = {kv.key: kv.value for kv in sync_diag[-1].values}
     assert int(sync_values["pairs_formed"]) >= len(stamps)

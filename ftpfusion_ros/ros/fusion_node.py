@@ -29,6 +29,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, Image
 
+from ..metrics.online import FlickerMonitor, luma_mean
 from ..runtime import EngineConfig, FusionEngine, FusionResult, InputError, parse_model_options, resolve_model_name
 from ..runtime.seg_output import SegOutputConfig, seg_ready
 from ..runtime.sync_policy import stamp_to_ns
@@ -84,6 +85,7 @@ class FusionNode(Node):
             std=tuple(p("seg.std", [0.229, 0.224, 0.225]).value),
         )
         self.silence_timeout = float(p("silence_timeout", 1.0).value)
+        self.flicker_warn = float(p("flicker_warn", 2.0).value)
         self.reset_after_errors = int(p("reset_after_errors", 30).value)
         period = float(p("diagnostics_period", 1.0).value)
         in_qos = declare_qos_parameters(self, "input_qos", SENSOR_DATA)
@@ -119,6 +121,7 @@ class FusionNode(Node):
         self._started = time.monotonic()
         self._in_meter, self._out_meter = RateMeter(), RateMeter()
         self._engine_ms, self._node_ms = LatencyWindow(), LatencyWindow()
+        self._flicker = FlickerMonitor()  # brightness change of the output the sources do not explain
 
         self._pending: deque[ImagePair] = deque()
         self._cv = threading.Condition()
@@ -227,6 +230,7 @@ class FusionNode(Node):
         self._engine_ms.add(res.latency_ms)
         self._node_ms.add(node_ms)
         self._out_meter.tick()
+        self._flicker.update(luma_mean(res.fused_bgr), luma_mean(res.aligned_ir), luma_mean(res.aligned_vis_bgr))
         status = self._status_type()
         status.header = header
         status.ir_stamp = pair.ir.header.stamp
@@ -261,6 +265,11 @@ class FusionNode(Node):
             "latency_ms_p99": self._engine_ms.percentile(99),
             "node_latency_ms_p50": self._node_ms.percentile(50),
             "node_latency_ms_p99": self._node_ms.percentile(99),
+            # EMAs over ~15 frames: excess brightness change (grey levels/frame, made up by the fusion)
+            # and the share of the larger source change that reaches the output (metrics.md)
+            "flicker_score": self._flicker.score,
+            "flicker_ratio": (self._flicker.fused_change / self._flicker.source_change
+                              if self._flicker.source_change > 1e-9 else 0.0),
         }
 
     def publish_diagnostics(self) -> None:
@@ -276,6 +285,9 @@ class FusionNode(Node):
             level, message = ERROR, self.last_error
         elif quiet > self.silence_timeout:
             level, message = WARN, f"no input pairs for {quiet:.1f} s"
+        elif self.flicker_warn > 0 and values["flicker_score"] > self.flicker_warn:
+            level, message = WARN, (f"fused brightness flickers by {values['flicker_score']:.1f} grey levels/frame "
+                                    "more than the cameras")
         else:
             level, message = OK, f"fusing at {values['fused_rate_hz']:.1f} Hz"
         self._pub_diag.publish(make_array(self.get_clock().now().to_msg(), f"{self.get_name()}: fusion", level,
