@@ -346,12 +346,11 @@ class FTPFusion(FusionModel):
         groups: dict[int, list[int]] = {}
         for t in targets:
             groups.setdefault(max(0, min(t, n_t - self.net_window)), []).append(t)
-        res = {}
+        per_target: dict[int, torch.Tensor] = {}
         for lo, ts in groups.items():
             out = self._network(cache[lo:lo + self.net_window], [t - lo for t in ts])
-            res.update(zip(ts, out.split(out.shape[0] // len(ts), 0)))
-        res = torch.cat([res[t] for t in targets], 0)
-        rgb = self._compose(cache, targets, res)
+            per_target.update(zip(ts, out.split(out.shape[0] // len(ts), 0)))
+        rgb = self._compose(cache, targets, torch.cat([per_target[t] for t in targets], 0))
         h, w = cache[0]["hw"]
         rgb = rgb[..., :h, :w]
         b = cache[0]["ir"].shape[0]
