@@ -65,6 +65,26 @@ def test_lookahead_delays_output_and_sees_the_future():
         TemporalRing(model, 3, 3)
 
 
+def test_full_ring_of_the_default_ftpfusion_streams_like_the_clip_forward():
+    """FTPFusion's default ring (9 frames for the stabiliser, 5 for the network), causal and look-ahead:
+    every streamed frame equals the clip forward over the ring it was fused from."""
+    torch.manual_seed(0)
+    model = build_model("ftpfusion", {"channels": [4, 8, 8]}).eval()
+    assert (model.window, model.net_window) == (9, 5)
+    ir, vis = clip(n=12)
+    for lookahead in (0, 2):
+        ring = TemporalRing(model, model.window, lookahead)
+        with torch.inference_mode():
+            outs = [ring.push(ir[:, :, t], vis[:, :, t], meta=t) for t in range(12)]
+            outs = [o for o in outs if o is not None] + ring.flush()
+            for out, t in ((outs[10], 10), (outs[4], 4)):
+                assert out[1] == t
+                hi = min(12, t + lookahead + 1)
+                lo = max(0, hi - model.window)
+                ref = model(ir[:, :, lo:hi], vis[:, :, lo:hi])[:, :, t - lo]
+                torch.testing.assert_close(out[0], ref, atol=1e-5, rtol=0)
+
+
 def frames(h=48, w=64, seed=1):
     r = np.random.default_rng(seed)
     ir8 = r.integers(0, 256, (h, w), dtype=np.uint8)
