@@ -48,7 +48,7 @@ from ..nn.block_attention import SparseCrossModalAttention
 from ..nn.colour import rgb_to_y, ycbcr_to_rgb
 from ..nn.frequency import FrequencySplit
 from ..nn.lowfreq import LFPM, LTCM, mix_frames
-from ..nn.stabilise import TemporalStabiliser
+from ..nn.stabilise import TemporalStabiliser, apply_gain, fuse_base
 from .base import FusionModel
 from .registry import register_model
 
@@ -377,11 +377,11 @@ class FTPFusion(FusionModel):
             return fused, {}
         with torch.no_grad():
             n_t = ir.shape[2]
-            stats = [self.stabiliser.frame_stats(ir[:, :, t], rgb_to_y(vis[:, :, t]))["stats"] for t in range(n_t)]
+            stats = [self.stabiliser.luma_stats(ir[:, :, t], rgb_to_y(vis[:, :, t])) for t in range(n_t)]
             ab = self.stabiliser.photometric(stats).to(ir.dtype)  # (B, T, 4)
             g = ab.permute(0, 2, 1)[..., None, None]  # (B, 4, T, 1, 1)
-            ir_t = (g[:, 0:1] * ir + g[:, 1:2]).clamp(0.0, 1.0)
-            vis_t = (g[:, 2:3] * vis + g[:, 3:4]).clamp(0.0, 1.0)
+            ir_t = apply_gain(ir, g[:, 0:1], g[:, 1:2])
+            vis_t = apply_gain(vis, g[:, 2:3], g[:, 3:4])
         return fused, {"ir": ir_t, "vis": vis_t}
 
     def _compose(self, cache: Sequence[dict[str, Any]], targets: list[int], res: torch.Tensor) -> torch.Tensor:
@@ -398,13 +398,13 @@ class FTPFusion(FusionModel):
             base, gain = self.stabiliser([fr["ir"] for fr in cache], [fr["y_vis"] for fr in cache],
                                          [fr["stab"] for fr in cache], targets)
             gain = gain.to(vis.dtype).view(-1, 2, 1, 1)
-            vis = (gain[:, :1] * vis + gain[:, 1:]).clamp(0.0, 1.0)
+            vis = apply_gain(vis, gain[:, :1], gain[:, 1:])
             y_vis = rgb_to_y(vis)
             base = base.to(vis.dtype)
         else:
             ir = torch.cat([cache[t]["ir"] for t in targets], 0)
             y_vis = rgb_to_y(vis)
-            base = torch.maximum(ir, y_vis) if self.base_fusion == "max" else 0.5 * (ir + y_vis)
+            base = fuse_base(ir, y_vis, self.base_fusion)
         eps = 1e-3
         y = torch.sigmoid(torch.logit(base.clamp(eps, 1.0 - eps)) + res[:, :1])
         chroma = F.conv2d(res[:, 1:3], self.chroma_to_rgb.to(res.dtype)[:, :, None, None])

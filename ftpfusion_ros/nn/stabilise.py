@@ -33,6 +33,16 @@ from torch import nn
 _EPS = 1e-4
 
 
+def fuse_base(ir: torch.Tensor, y_vis: torch.Tensor, mode: str = "max") -> torch.Tensor:
+    """The per-pixel base fusion FTPFusion refines: ``max`` or ``mean`` of IR and visible luminance."""
+    return torch.maximum(ir, y_vis) if mode == "max" else 0.5 * (ir + y_vis)
+
+
+def apply_gain(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a x + b`` clipped to [0, 1]: a frame mapped by its de-flicker gain/offset."""
+    return (a * x + b).clamp(0.0, 1.0)
+
+
 class TemporalStabiliser(nn.Module):
     """Window-level de-flicker + jitter filter of a max/mean base luminance (see module docstring).
 
@@ -63,17 +73,19 @@ class TemporalStabiliser(nn.Module):
         self.base = base
 
     # ------------------------------------------------------------------------------------ per frame
-    def fuse_base(self, ir: torch.Tensor, y_vis: torch.Tensor) -> torch.Tensor:
-        return torch.maximum(ir, y_vis) if self.base == "max" else 0.5 * (ir + y_vis)
+    @staticmethod
+    def luma_stats(ir: torch.Tensor, y_vis: torch.Tensor) -> torch.Tensor:
+        """(B, 4) = (mu_ir, sd_ir, mu_vis, sd_vis) of (B, 1, H, W) frames, in float32."""
+        ir, y_vis = ir.float(), y_vis.float()
+        return torch.stack((ir.mean((-2, -1)), ir.std((-2, -1)), y_vis.mean((-2, -1)), y_vis.std((-2, -1))), -1)[:, 0]
 
     def frame_stats(self, ir: torch.Tensor, y_vis: torch.Tensor) -> dict[str, torch.Tensor]:
         """Per-frame data the window needs: luminance statistics and the base's alignment spectrum.
 
         ``ir``, ``y_vis``: (B, 1, H, W) in [0, 1]. Runs in float32 whatever the input precision.
         """
-        ir, y_vis = ir.float(), y_vis.float()
-        stats = torch.stack((ir.mean((-2, -1)), ir.std((-2, -1)), y_vis.mean((-2, -1)), y_vis.std((-2, -1))), -1)
-        return {"stats": stats[:, 0], "spec": self._spectrum(self.fuse_base(ir, y_vis))}  # stats (B, 4)
+        base = fuse_base(ir.float(), y_vis.float(), self.base)
+        return {"stats": self.luma_stats(ir, y_vis), "spec": self._spectrum(base)}
 
     def _spectrum(self, base: torch.Tensor) -> torch.Tensor:
         g = F.avg_pool2d(base, self.downsample) if self.downsample > 1 else base
@@ -134,7 +146,8 @@ class TemporalStabiliser(nn.Module):
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
     def forward(self, irs: Sequence[torch.Tensor], y_vis: Sequence[torch.Tensor],
-                entries: Sequence[dict[str, torch.Tensor]], targets: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+                entries: Sequence[dict[str, torch.Tensor]],
+                targets: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """Stabilised base luminance per target, and the targets' visible gain/offset.
 
         ``irs``, ``y_vis``: the window's T frames (B, 1, H, W); ``entries``: their :meth:`frame_stats`.
@@ -148,9 +161,8 @@ class TemporalStabiliser(nn.Module):
         def base(s: int) -> torch.Tensor:
             if s not in bases:
                 g = ab[:, s].view(-1, 4, 1, 1)
-                ir_s = (g[:, 0:1] * irs[s].float() + g[:, 1:2]).clamp(0.0, 1.0)
-                vis_s = (g[:, 2:3] * y_vis[s].float() + g[:, 3:4]).clamp(0.0, 1.0)
-                bases[s] = self.fuse_base(ir_s, vis_s)
+                bases[s] = fuse_base(apply_gain(irs[s].float(), g[:, 0:1], g[:, 1:2]),
+                                     apply_gain(y_vis[s].float(), g[:, 2:3], g[:, 3:4]), self.base)
             return bases[s]
 
         out, gains = [], []
