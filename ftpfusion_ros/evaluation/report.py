@@ -87,6 +87,12 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def _mean_cells(res: EvalResults, setting: str, model: str, names: list[str], missing: str) -> list[str]:
+    """A model's mean metrics in `names` order, then its mean latency (`missing` when not measured)."""
+    mean, lat = res.mean(setting, model), res.mean_latency(setting, model)
+    return [*[_fmt(mean[n]) for n in names], _fmt(lat) if lat is not None else missing]
+
+
 def write_tables(res: EvalResults, out: Path) -> list[Path]:
     names = res.metric_names
     paths = []
@@ -97,9 +103,7 @@ def write_tables(res: EvalResults, out: Path) -> list[Path]:
         for s in res.settings:
             for m in res.models:
                 if res.select(s, m):
-                    mean = res.mean(s, m)
-                    lat = res.mean_latency(s, m)
-                    w.writerow([s, m, *[_fmt(mean[n]) for n in names], _fmt(lat) if lat is not None else ""])
+                    w.writerow([s, m, *_mean_cells(res, s, m, names, missing="")])
     paths.append(p)
     p = out / "metrics_per_sequence.csv"
     with p.open("w", newline="") as fh:
@@ -124,9 +128,7 @@ def write_tables(res: EvalResults, out: Path) -> list[Path]:
     for m in res.models:
         for s in res.settings:
             if res.select(s, m):
-                mean = res.mean(s, m)
-                lat = res.mean_latency(s, m)
-                rows.append([m, s, *[_fmt(mean[n]) for n in names], _fmt(lat) if lat is not None else "-"])
+                rows.append([m, s, *_mean_cells(res, s, m, names, missing="-")])
     md.append(_md_table(["model", "setting", *_header(names), "ms/frame"], rows))
     for s in res.settings:
         md += ["", f"## Per sequence ({s})", ""]
