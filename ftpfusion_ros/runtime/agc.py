@@ -10,6 +10,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .encodings import InputError
+
+#: share of a frame's pixels that must lie inside the current window for smoothing to go on; below it
+#: the window is re-acquired at once (a hot object entering the view leaves most pixels inside)
+REACQUIRE_INSIDE = 0.1
+
 
 @dataclass
 class AGCConfig:
@@ -49,26 +55,55 @@ class ThermalAGC:
     def __call__(self, raw: np.ndarray) -> np.ndarray:
         cfg = self.config
         data = raw.astype(np.float32, copy=False)
+        if raw.dtype.kind == "f" and not np.isfinite(data).any():
+            # bad input, not an internal error: there is nothing to map (nor to show)
+            raise InputError("IR image: thermal frame has no finite values (all NaN/inf)")
         if cfg.mode == "fixed":
             lo, hi = cfg.fixed_low, cfg.fixed_high
         else:
-            sample = data[:: cfg.subsample, :: cfg.subsample]
-            finite = sample[np.isfinite(sample)]
-            if finite.size == 0:
-                raise ValueError("thermal frame has no finite values")
-            p_lo, p_hi = np.percentile(finite, (cfg.low_percentile, cfg.high_percentile))
-            if self.window is None:
-                lo, hi = float(p_lo), float(p_hi)
-            else:
-                # EMA towards the new percentiles, rate-limited relative to the current span: a hot object
-                # entering the view widens the window over ~a second instead of darkening the scene at once
-                old_lo, old_hi = self.window
-                step = cfg.max_step * max(old_hi - old_lo, cfg.min_span)
-                lo = old_lo + float(np.clip(cfg.smoothing * (p_lo - old_lo), -step, step))
-                hi = old_hi + float(np.clip(cfg.smoothing * (p_hi - old_hi), -step, step))
-            self.window = (lo, hi)
+            lo, hi = self._update(data)
             if hi - lo < cfg.min_span:
                 mid = 0.5 * (lo + hi)
                 lo, hi = mid - cfg.min_span / 2, mid + cfg.min_span / 2
         out = (data - lo) * (1.0 / (hi - lo))
+        # NaN pixels (invalid radiometric readings) map to 0; +-inf clip to the window's ends
         return np.clip(np.nan_to_num(out, nan=0.0, copy=False), 0.0, 1.0, out=out)
+
+    def _update(self, data: np.ndarray) -> tuple[float, float]:
+        """The window for this frame (and the state for the next one)."""
+        cfg = self.config
+        sample = data[:: cfg.subsample, :: cfg.subsample]
+        finite = sample[np.isfinite(sample)]
+        if finite.size == 0:  # a sparse frame may have its finite pixels off the sample grid
+            finite = data[np.isfinite(data)]
+        p_lo, p_hi = (float(v) for v in np.percentile(finite, (cfg.low_percentile, cfg.high_percentile)))
+        if p_hi - p_lo < cfg.min_span:
+            # A flat frame (all-zero at start-up, a flat-field correction shutter frame) says nothing
+            # about the scene: map it with the window held so far and keep that window, so that one
+            # such frame cannot collapse the window and with it the step limit below.
+            if self.window is not None:
+                return self.window
+            return p_lo, p_hi  # not stored: the first frame with contrast sets the window
+        if self.window is None or self._outside(finite):
+            # Nothing to smooth from (first frame, or a scene almost entirely outside the current
+            # window, e.g. after an encoding or unit switch): take the new percentiles at once instead
+            # of crawling there at max_step per frame with the picture saturated meanwhile.
+            self.window = (p_lo, p_hi)
+            return self.window
+        # EMA towards the new percentiles, rate-limited relative to the current span: a hot object
+        # entering the view widens the window over ~a second instead of darkening the scene at once
+        old_lo, old_hi = self.window
+        step = cfg.max_step * max(old_hi - old_lo, cfg.min_span)
+        lo = old_lo + float(np.clip(cfg.smoothing * (p_lo - old_lo), -step, step))
+        hi = old_hi + float(np.clip(cfg.smoothing * (p_hi - old_hi), -step, step))
+        self.window = (lo, hi)
+        return self.window
+
+    def _outside(self, values: np.ndarray) -> bool:
+        """True when fewer than REACQUIRE_INSIDE of the (sampled) pixels lie inside the current window:
+        the picture would be clipped to black or white almost everywhere."""
+        lo, hi = self.window
+        pad = max(0.0, self.config.min_span - (hi - lo)) / 2  # the window as applied (min_span)
+        lo, hi = lo - pad, hi + pad
+        inside = np.count_nonzero((values >= lo) & (values <= hi))
+        return inside < REACQUIRE_INSIDE * values.size

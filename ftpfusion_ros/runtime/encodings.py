@@ -59,6 +59,11 @@ def to_luminance_raw(arr: np.ndarray, encoding: str) -> np.ndarray:
 def to_rgb_float(arr: np.ndarray, encoding: str) -> np.ndarray:
     """Visible image -> (H, W, 3) float32 RGB in [0, 1]."""
     if encoding in HIGH_DEPTH:
+        if arr.dtype.kind == "f":
+            bad = arr.size - int(np.count_nonzero(np.isfinite(arr)))
+            if bad:
+                # a NaN in the visible frame would reach the temporal ring and blacken the next frames
+                raise InputError(f"visible image: {bad} non-finite pixel(s) (NaN/inf) in a {encoding} frame")
         scale = 65535.0 if arr.dtype == np.uint16 else 1.0
         grey = np.clip(arr.astype(np.float32) / scale, 0.0, 1.0)
         return np.repeat(grey[:, :, None], 3, axis=2)

@@ -104,6 +104,7 @@ class FusionEngine:
         self.ring = TemporalRing(self.model, window, cfg.lookahead)
         self.agc = ThermalAGC(cfg.agc)
         self._size: tuple[int, int] | None = None  # (W, H) of the stream, fixed until reset()
+        self._ir_unit: np.dtype | None = None  # dtype of the last high-depth IR frame (counts or float)
 
     @staticmethod
     def _load_model(cfg: EngineConfig):
@@ -133,6 +134,7 @@ class FusionEngine:
         self.ring.reset()
         self.agc.reset()
         self._size = None
+        self._ir_unit = None
 
     # -- pre-processing -------------------------------------------------------------------------
     def _prepare(self, ir: np.ndarray, vis: np.ndarray, ir_encoding: str, vis_encoding: str):
@@ -149,6 +151,9 @@ class FusionEngine:
                                  "configure an IR->visible homography")
         raw = to_luminance_raw(ir, ir_encoding)
         if ir_encoding in HIGH_DEPTH:
+            if self._ir_unit is not None and self._ir_unit != raw.dtype:
+                self.agc.reset()  # counts vs. temperatures: the old window means nothing for the new unit
+            self._ir_unit = raw.dtype
             ir_f = self.agc(raw)
         else:
             ir_f = raw.astype(np.float32) * (1.0 / 255.0)
