@@ -3,6 +3,8 @@
     ftpfusion eval --data ROOT --models average,max_luminance [--perturb flicker=1,jitter=0.25,misalign=2] --out DIR
     ftpfusion eval --pred DIR --ir DIR --vis DIR --out DIR
     ftpfusion eval --pred NAME=PRED_ROOT --data ROOT --out DIR      (PRED_ROOT/<sequence>/*.png)
+    ftpfusion eval --images ROOT --models average,ftpfusion --out DIR   (ROOT/{ir,vi}/NAME.png, spatial metrics)
+    ftpfusion eval --images ROOT --pred NAME=DIR --out DIR              (DIR/NAME.png per pair)
 
 Writes OUT/metrics.json (per model: per-sequence and mean values keyed by lower-case metric name),
 CSV and Markdown tables and plots; see ftpfusion_ros/evaluation/report.py and docs/evaluation.md.
@@ -21,6 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--data", help="dataset root: ROOT/<seq>/{ir,vis}/*.png or ROOT/{infrared,visible}/<seq>.mp4")
     src.add_argument("--ir", help="one sequence: IR frame folder or .mp4 (with --vis)")
     src.add_argument("--vis", help="one sequence: visible frame folder or .mp4 (with --ir)")
+    src.add_argument("--images", nargs="?", const="", metavar="ROOT",
+                     help="independent image pairs (TNO/RoadScene/MSRS layout ROOT/{ir,vi}/NAME.png, or --images "
+                          "--ir DIR --vis DIR), each fused on its own; spatial metrics only, mean over pairs")
     src.add_argument("--sequences", help="comma-separated sequence names to keep (default: all under --data)")
     src.add_argument("--models", help="comma-separated model names to run through the streaming engine")
     src.add_argument("--pred", action="append", metavar="[NAME=]DIR",
@@ -40,6 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--checkpoint", action="append", metavar="MODEL=PATH",
                      help="checkpoint of a learned model (repeatable or comma-separated)")
     run.add_argument("--lookahead", type=int, default=0, help="engine look-ahead frames (default 0: causal)")
+    run.add_argument("--model-option", action="append", metavar="[MODEL:]KEY=VALUE",
+                     help="with --images: model config key over the checkpoint's (repeatable or comma-separated); "
+                          "KEY=VALUE for every model, MODEL:KEY=VALUE for one")
     run.add_argument("--allow-untrained", action="store_true",
                      help="run learned models without a checkpoint (random weights; for smoke tests)")
     met = parser.add_argument_group("metrics")
@@ -111,6 +119,12 @@ def run(args: argparse.Namespace) -> int:
 
     if bool(args.models) == bool(args.pred):
         raise ValueError("give exactly one of --models (run models) or --pred (score fused frames)")
+    if args.images is not None:
+        from .eval_images import run_images
+
+        return run_images(args, _split(args.models), _checkpoints(args.checkpoint), _pred_dirs(args.pred or []))
+    if args.model_option:
+        raise ValueError("--model-option applies to --images runs only")
     metrics = _split(args.metrics) or None
     if metrics:
         unknown = [m for m in metrics if m not in ALL_METRICS]

@@ -1,5 +1,6 @@
-"""Datasets and data sources: registered IR/visible sequence readers (frame folders, MP4 pairs) and the
-synthetic dual-camera scene generator. Submodules are imported on use (they pull in OpenCV)."""
+"""Datasets and data sources: registered IR/visible sequence readers (frame folders, MP4 pairs), folders
+of independent image pairs (TNO/RoadScene/MSRS) and the synthetic dual-camera scene generator.
+Submodules are imported on use (they pull in OpenCV)."""
 from __future__ import annotations
 
 import importlib
@@ -8,6 +9,7 @@ from typing import Any
 _EXPORTS = {
     "SequencePair": "sequences", "open_pair": "sequences", "find_sequences": "sequences",
     "write_pair_folders": "sequences",
+    "ImagePair": "image_pairs", "find_image_pairs": "image_pairs",
     "SceneConfig": "synthetic", "SyntheticScene": "synthetic",
 }
 
