@@ -8,7 +8,12 @@ from ..runtime import EngineConfig, parse_model_options
 DEFAULT_MODEL = "auto"
 
 
-def parse_size(text: str, minimum: int = 8) -> tuple[int, int]:
+#: largest side accepted by --size: beyond any camera this package serves, and frames of 100000x100000
+#: would only end in a MemoryError deep inside numpy or torch
+MAX_SIDE = 8192
+
+
+def parse_size(text: str, minimum: int = 8, maximum: int = MAX_SIDE) -> tuple[int, int]:
     """'640x480' -> (640, 480), with a clear error for anything else."""
     try:
         w, h = (int(v) for v in text.lower().split("x"))
@@ -16,6 +21,8 @@ def parse_size(text: str, minimum: int = 8) -> tuple[int, int]:
         raise ValueError(f"--size must look like 640x480, got {text!r}") from None
     if w < minimum or h < minimum:
         raise ValueError(f"--size must be at least {minimum}x{minimum}, got {text}")
+    if w > maximum or h > maximum:
+        raise ValueError(f"--size must be at most {maximum}x{maximum}, got {text}")
     return w, h
 
 

@@ -50,9 +50,14 @@ def main(argv: list[str] | None = None) -> int:
         return int(_module(args.command).run(args) or 0)
     except KeyboardInterrupt:
         return 130
-    except (FileNotFoundError, ValueError, RuntimeError) as exc:
-        # Expected user errors get one clear line, not a traceback.
+    except (OSError, ValueError, RuntimeError) as exc:
+        # Expected user errors get one clear line, not a traceback: bad values, and paths that cannot
+        # be read or created (an --out that is a file, a folder without write permission, a full disk)
         print(f"ftpfusion {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"ftpfusion {args.command}: error: out of memory (frame size, batch or window too large "
+              "for this machine)", file=sys.stderr)
         return 2
 
 

@@ -24,18 +24,18 @@ from collections import deque
 from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
-from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, Image
 
 from ..metrics.online import FlickerMonitor, luma_mean
 from ..runtime import EngineConfig, FusionEngine, FusionResult, InputError, parse_model_options, resolve_model_name
-from ..runtime.seg_output import SegOutputConfig, seg_ready
+from ..runtime.device import PRECISIONS
+from ..runtime.seg_output import SEG_FORMATS, SegOutputConfig, seg_ready
 from ..runtime.sync_policy import stamp_to_ns
 from . import load_interfaces
 from .conversions import array_to_image, camera_info_for, image_to_array
 from .diagnostics import ERROR, OK, WARN, make_array
+from .params import declare
 from .monitoring import LatencyWindow, RateMeter
 from .pairs import ImagePair, pair_from_msg
 from .qos import PUBLISHER, SENSOR_DATA, declare_qos_parameters
@@ -55,43 +55,47 @@ def _set_cpu_threads(requested: int) -> int:
 class FusionNode(Node):
     def __init__(self, *, subscribe_pairs: bool = True, node_name: str = NODE_NAME, **node_kwargs: Any) -> None:
         super().__init__(node_name, **node_kwargs)
-        p = self.declare_parameter
+        def p(name: str, default: Any, description: str = "", **checks: Any) -> Any:
+            return declare(self, name, default, description, **checks)
+
         # "auto": the engine's rule (FTPFusion when its checkpoint ships, else the classical fallback),
         # resolved here so that the log and the status name the model actually run
-        model = resolve_model_name(str(p("model", "auto").value))
-        checkpoint = str(p("checkpoint", "").value) or None
-        homography = p("homography", Parameter.Type.DOUBLE_ARRAY,
-                       ParameterDescriptor(description="3x3 row-major IR->visible homography; empty: none")).value
+        model = resolve_model_name(p("model", "auto", "model name, or auto"))
+        checkpoint = p("checkpoint", "", "state_dict checkpoint; empty: the packaged one") or None
+        homography = p("homography", None, "3x3 row-major IR->visible homography; empty: none",
+                       kind="float_list", length=(0, 9))
         self.engine_config = EngineConfig(
             model=model,
             checkpoint=checkpoint,
-            device=str(p("device", "auto").value),
-            precision=str(p("precision", "auto").value),
-            window=int(p("window", 0).value) or None,
-            lookahead=int(p("lookahead", 0).value),
-            homography=list(homography) if homography else None,
-            allow_untrained=bool(p("allow_untrained", False).value),
-            model_options=parse_model_options(str(p("model_options", "").value)),
+            device=p("device", "auto", "auto | cpu | cuda | cuda:N"),
+            precision=p("precision", "auto", "auto | fp32 | fp16 | bf16", choices=PRECISIONS),
+            window=p("window", 0, "temporal ring length; 0: the model's", minimum=0) or None,
+            lookahead=p("lookahead", 0, "frames of look-ahead (0: causal)", minimum=0),
+            homography=homography or None,
+            allow_untrained=p("allow_untrained", False, "run a learned model with random weights"),
+            model_options=parse_model_options(p("model_options", "", "key=value,... over the checkpoint's")),
         )
-        cpu_threads = int(p("cpu_threads", 0).value)
-        self.queue_size = int(p("queue_size", 2).value)
-        self.publish_aligned = bool(p("publish_aligned", True).value)
-        self.seg_enabled = bool(p("seg.enabled", True).value)
+        cpu_threads = p("cpu_threads", 0, "engine threads on CPU; 0: all cores but one", minimum=0)
+        self.queue_size = p("queue_size", 2, "pairs waiting for the engine before the oldest is dropped",
+                            minimum=1)
+        self.publish_aligned = p("publish_aligned", True, "publish aligned/ir and aligned/visible")
+        self.seg_enabled = p("seg.enabled", True, "publish fused/image_seg")
         self.seg_config = SegOutputConfig(
-            width=int(p("seg.width", 640).value),
-            height=int(p("seg.height", 480).value),
-            format=str(p("seg.format", "rgb8").value),
-            mean=tuple(p("seg.mean", [0.485, 0.456, 0.406]).value),
-            std=tuple(p("seg.std", [0.229, 0.224, 0.225]).value),
+            width=p("seg.width", 640, "fused/image_seg width", minimum=1),
+            height=p("seg.height", 480, "fused/image_seg height", minimum=1),
+            format=p("seg.format", "rgb8", "rgb8 | float (32FC3, normalised)", choices=SEG_FORMATS),
+            mean=tuple(p("seg.mean", [0.485, 0.456, 0.406], "per-channel mean (float format)", length=(3,))),
+            std=tuple(p("seg.std", [0.229, 0.224, 0.225], "per-channel std (float format)", length=(3,))),
         )
-        self.silence_timeout = float(p("silence_timeout", 1.0).value)
-        self.flicker_warn = float(p("flicker_warn", 2.0).value)
-        self.reset_after_errors = int(p("reset_after_errors", 30).value)
-        period = float(p("diagnostics_period", 1.0).value)
+        self.silence_timeout = p("silence_timeout", 1.0, "s without input before diagnostics warn",
+                                 minimum=0.001)
+        self.flicker_warn = p("flicker_warn", 2.0, "flicker score that makes diagnostics warn; 0: off",
+                              minimum=0.0)
+        self.reset_after_errors = p("reset_after_errors", 30,
+                                    "consecutive rejected pairs before the engine resets; 0: never", minimum=0)
+        period = p("diagnostics_period", 1.0, "s between /diagnostics messages; 0: none", minimum=0.0)
         in_qos = declare_qos_parameters(self, "input_qos", SENSOR_DATA)
         out_qos = declare_qos_parameters(self, "output_qos", PUBLISHER)
-        if self.queue_size < 1:
-            raise ValueError(f"queue_size must be >= 1, got {self.queue_size}")
 
         frame_pair_type, status_type = load_interfaces()
         self._status_type = status_type
@@ -164,8 +168,7 @@ class FusionNode(Node):
             try:
                 self._fuse(pair)
             except Exception as exc:  # last resort: the worker must outlive any one frame
-                self._record_error(f"internal error: {type(exc).__name__}: {exc}", internal=True)
-                self.get_logger().error(traceback.format_exc())
+                self._internal_error(exc)
 
     def _fuse(self, pair: ImagePair) -> None:
         stamp = stamp_to_ns(pair.visible.header.stamp)
@@ -183,16 +186,22 @@ class FusionNode(Node):
             self._record_error(f"input rejected: {exc}", internal=False)
             return
         except Exception as exc:  # keep the node alive whatever one frame does; the log has the traceback
-            self._record_error(f"internal error: {type(exc).__name__}: {exc}", internal=True)
-            self.get_logger().error(traceback.format_exc())
+            self._internal_error(exc)
             return
         self._consecutive_errors = 0
         if result is not None:
             try:
                 self._publish(result)
-            except Exception as exc:  # e.g. shutting down mid-publish; never let the worker die
-                self._record_error(f"publishing failed: {type(exc).__name__}: {exc}", internal=True)
-                self.get_logger().error(traceback.format_exc())
+            except Exception as exc:
+                if not self.context.ok():
+                    return  # shutting down (Ctrl-C, SIGTERM): the outputs are gone, nothing went wrong
+                self._internal_error(exc, "publishing failed")
+
+    def _internal_error(self, exc: Exception, what: str = "internal error") -> None:
+        """A fault of this package, not of the input: counted, and its traceback logged at most every
+        few seconds (a per-frame traceback would flood the log at the camera's rate)."""
+        self._record_error(f"{what}: {type(exc).__name__}: {exc}", internal=True)
+        self.get_logger().error("".join(traceback.format_exception(exc)), throttle_duration_sec=10.0)
 
     def _record_error(self, message: str, internal: bool) -> None:
         if internal:
@@ -295,6 +304,9 @@ class FusionNode(Node):
 
     # -- shutdown ---------------------------------------------------------------------------------
     def destroy_node(self) -> None:
+        if not hasattr(self, "_worker"):  # __init__ failed (bad parameter): nothing of ours to stop
+            super().destroy_node()
+            return
         with self._cv:
             self._stop = True
             self._cv.notify_all()

@@ -42,6 +42,8 @@ def make_qos(reliability: str, depth: int) -> QoSProfile:
 
 def declare_qos_parameters(node, prefix: str, default: tuple[str, int]) -> QoSProfile:
     """Declare ``<prefix>.reliability`` and ``<prefix>.depth`` on ``node`` and return the profile."""
-    reliability = node.declare_parameter(f"{prefix}.reliability", default[0]).value
-    depth = node.declare_parameter(f"{prefix}.depth", default[1]).value
+    from .params import declare
+
+    reliability = declare(node, f"{prefix}.reliability", default[0], "best_effort | reliable | system_default")
+    depth = declare(node, f"{prefix}.depth", default[1], "history depth", minimum=1)
     return make_qos(reliability, depth)

@@ -22,6 +22,7 @@ from ..runtime.sync_policy import ApproximateTimePolicy, SyncStats, discard_afte
 from . import load_interfaces
 from .diagnostics import OK, WARN, make_array
 from .monitoring import RateMeter
+from .params import declare
 from .pairs import ImagePair, pair_to_msg
 from .qos import PUBLISHER, SENSOR_DATA, declare_qos_parameters
 
@@ -44,20 +45,21 @@ class SyncNode(Node):
     def __init__(self, on_pair: Callable[[ImagePair], Any] | None = None, *, node_name: str = NODE_NAME,
                  **node_kwargs: Any) -> None:
         super().__init__(node_name, **node_kwargs)
-        self.slop = float(self.declare_parameter("slop", 0.02).value)
-        self.queue_size = int(self.declare_parameter("queue_size", 10).value)
-        backend = str(self.declare_parameter("sync_backend", "auto").value)
-        use_info = bool(self.declare_parameter("use_camera_info", True).value)
-        publish_pairs = bool(self.declare_parameter("publish_pairs", on_pair is None).value)
-        self.silence_timeout = float(self.declare_parameter("silence_timeout", 1.0).value)
-        self.time_jump = float(self.declare_parameter("time_jump_reset", 1.0).value)
-        period = float(self.declare_parameter("diagnostics_period", 1.0).value)
+        def p(name: str, default: Any, description: str = "", **checks: Any) -> Any:
+            return declare(self, name, default, description, **checks)
+
+        self.slop = p("slop", 0.02, "approximate-time pairing tolerance (s)", minimum=0.0)
+        self.queue_size = p("queue_size", 10, "messages kept per camera while pairing", minimum=1)
+        backend = p("sync_backend", "auto", "auto | message_filters | builtin", choices=BACKENDS)
+        use_info = p("use_camera_info", True, "attach the latest camera_info to each pair")
+        publish_pairs = p("publish_pairs", on_pair is None, "publish FramePair on frame_pair")
+        self.silence_timeout = p("silence_timeout", 1.0, "s without images before diagnostics warn",
+                                 minimum=0.001)
+        self.time_jump = p("time_jump_reset", 1.0, "a stamp this many s back clears the queues; 0: off",
+                           minimum=0.0)
+        period = p("diagnostics_period", 1.0, "s between /diagnostics messages; 0: none", minimum=0.0)
         in_qos = declare_qos_parameters(self, "input_qos", SENSOR_DATA)
         out_qos = declare_qos_parameters(self, "output_qos", PUBLISHER)
-        if backend not in BACKENDS:
-            raise ValueError(f"sync_backend must be one of {BACKENDS}, got {backend!r}")
-        if self.slop < 0 or self.queue_size < 1:
-            raise ValueError(f"need slop >= 0 and queue_size >= 1, got {self.slop}, {self.queue_size}")
 
         self._on_pair = on_pair
         self._meters = (RateMeter(), RateMeter())
@@ -199,6 +201,9 @@ class SyncNode(Node):
 
 
     def destroy_node(self) -> None:
+        if not hasattr(self, "_diag_pub"):  # __init__ failed (bad parameter): no statistics to report
+            super().destroy_node()
+            return
         st = self.stats()
         self.get_logger().info(
             f"pairs formed {st['pairs_formed']}, frames dropped IR {st['frames_dropped_ir']} / visible "

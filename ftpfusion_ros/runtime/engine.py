@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from ..models import model_class, build_model
+from ..models import build_model, default_config, model_class
 from .agc import AGCConfig, ThermalAGC
 from .checkpoint import load_checkpoint, packaged_checkpoint
 from .device import autocast, resolve_device, resolve_dtype
@@ -109,6 +109,7 @@ class FusionEngine:
     @staticmethod
     def _load_model(cfg: EngineConfig):
         cls = model_class(cfg.model)
+        check_model_options(cfg.model, cfg.model_options)
         if not cls.learned:
             if cfg.checkpoint:
                 raise ValueError(f"model {cfg.model!r} is classical and takes no checkpoint")
@@ -233,3 +234,38 @@ def parse_model_options(spec: str | Sequence[str] | None) -> dict[str, Any]:
         except yaml.YAMLError as exc:
             raise ValueError(f"model option {item!r}: value is not valid YAML ({exc})") from None
     return out
+
+
+def _type_name(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, (int, float)):
+        return "a number" if isinstance(value, float) else "an integer"
+    return "a list" if isinstance(value, (list, tuple)) else f"a {type(value).__name__}"
+
+
+def check_model_options(model: str, options: dict[str, Any]) -> None:
+    """ValueError unless each option's value has the type of the model's default for that key.
+
+    YAML reads ``stabiliser=banana`` as the string "banana", which the model would take as true; this
+    catches it where the options are parsed, naming the key. Unknown keys are left to the model's own
+    check, which lists the known ones.
+    """
+    defaults = default_config(model)
+    for key, value in (options or {}).items():
+        if key not in defaults or defaults[key] is None:
+            continue
+        want = defaults[key]
+        if isinstance(want, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(want, float):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        elif isinstance(want, int):
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif isinstance(want, (list, tuple)):
+            ok = isinstance(value, (list, tuple))
+        else:
+            ok = isinstance(value, type(want))
+        if not ok:
+            raise ValueError(f"model option {key}={value!r} for {model!r}: expected {_type_name(want)} "
+                             f"(default {want!r})")
