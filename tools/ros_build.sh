@@ -7,8 +7,8 @@
 # Idempotent and fast when nothing changed:
 #   1. installs the colcon/ament/rosidl pip toolchain (requirements-ros-build.txt) into .venv if missing,
 #   2. rewrites the builder paths hard-coded in the ROS wheels' *Export.cmake files (once),
-#   3. runs `colcon build` only when msg/, CMakeLists.txt, package.xml, scripts/, launch/ or config/
-#      changed since the last successful build (or with --force).
+#   3. runs `colcon build` only when msg/, CMakeLists.txt, package.xml, setup.py (entry points), scripts/,
+#      launch/ or config/ changed since the last successful build (or with --force).
 # Python sources are not a build input on purpose: tests and nodes import the source package, which
 # finds the generated ftpfusion_ros.msg in install/ through AMENT_PREFIX_PATH (see ftpfusion_ros/__init__.py).
 set -euo pipefail
@@ -52,7 +52,7 @@ fi
 # 3. Build when an input changed. The stamp records the inputs' hash and the venv it was built with.
 BUILD_STAMP=$ROOT/install/.ftpfusion_ros_build_stamp
 inputs_hash=$( { echo "$VENV"; find msg scripts launch config -type f ! -name "*.pyc" -print0 \
-  | sort -z | xargs -0 sha256sum; sha256sum CMakeLists.txt package.xml; } | sha256sum | cut -d' ' -f1)
+  | sort -z | xargs -0 sha256sum; sha256sum CMakeLists.txt package.xml setup.py; } | sha256sum | cut -d' ' -f1)
 if [[ $FORCE == 0 && -f $BUILD_STAMP && "$(cat "$BUILD_STAMP")" == "$inputs_hash" \
       && -d install/ftpfusion_ros/share/ftpfusion_ros ]]; then
   exit 0
