@@ -289,7 +289,9 @@ def test_output_composition_follows_the_project_colour_convention():
     base = torch.maximum(ir, ycc[:, :1]).clamp(1e-3, 1 - 1e-3)
     y = torch.sigmoid(torch.logit(base) + res[:, :1])
     ref = ycbcr_to_rgb(torch.cat((y, ycc[:, 1:] + res[:, 1:]), 1)).clamp(0, 1)
-    torch.testing.assert_close(model._compose([{"ir": ir, "vis": vis}], [0], res), ref, atol=1e-5, rtol=0)
+    rgb, y = model._compose(torch.maximum(ir, ycc[:, :1]), vis, res)
+    torch.testing.assert_close(rgb, ref, atol=1e-5, rtol=0)
+    torch.testing.assert_close(y, torch.sigmoid(torch.logit(base) + res[:, :1]), atol=1e-6, rtol=0)
 
 
 def test_stabiliser_is_an_exact_no_op_on_a_static_clip():
@@ -350,8 +352,10 @@ def test_streaming_equals_clip_forward():
 
 
 def test_temporal_context_matters():
+    """The network itself reads its window: with the stabiliser off, nothing else could carry an earlier
+    frame into the output."""
     torch.manual_seed(0)
-    model = build_model("ftpfusion", SMALL).eval()
+    model = build_model("ftpfusion", {**SMALL, "stabiliser": False}).eval()
     ir, vis = clip(1, 3, 32, 32, seed=1)
     ir2 = ir.clone()
     ir2[:, :, 0] = 1.0 - ir2[:, :, 0]  # change an earlier frame only
@@ -375,3 +379,65 @@ def test_odd_sizes_are_padded_internally_and_tiny_frames_rejected():
         model(torch.rand(1, 1, 2, 32, 32), torch.rand(1, 3, 3, 32, 32))
     with pytest.raises(ValueError):
         model.fuse_window([model.encode_frame(torch.rand(1, 1, 32, 32), torch.rand(1, 3, 32, 32))], [1])
+
+
+def test_causal_training_targets_are_what_the_streaming_ring_outputs():
+    """forward_train (train_targets: causal) fuses the clip's last frames each from the ring window ending at
+    it: in eval mode (no LFPM perturbation) exactly the engine's causal stream, base and sources included."""
+    from ftpfusion_ros.runtime.ring import TemporalRing
+
+    torch.manual_seed(0)
+    model = build_model("ftpfusion", {**SMALL, "window": 4, "net_window": 3, "train_last": 2}).eval()
+    with torch.no_grad():  # a non-zero head, so the network's residual is part of the comparison
+        model.decoder.head.weight.normal_(std=0.05)
+        model.decoder.guide.weight.normal_(std=0.05)
+    ir, vis = clip(1, 6, 32, 48, seed=4)
+    ring = TemporalRing(model, 4)
+    with torch.no_grad():
+        stream = [ring.push(ir[:, :, t], vis[:, :, t])[0] for t in range(6)]
+        fused, aux = model.forward_train(ir, vis)
+    assert fused.shape == (1, 3, 2, 32, 48)
+    assert set(aux) == {"ir", "vis", "base", "y", "shift"} and aux["shift"].shape == (1, 1, 2)
+    torch.testing.assert_close(fused[:, :, 0], stream[4], atol=1e-5, rtol=0)
+    torch.testing.assert_close(fused[:, :, 1], stream[5], atol=1e-5, rtol=0)
+    base = build_model("ftpfusion", {**SMALL, "window": 4, "net_window": 3, "refine": False}).eval()
+    with torch.no_grad():
+        _, base_aux = base.forward_train(ir, vis)
+    torch.testing.assert_close(base_aux["base"], aux["base"], atol=1e-6, rtol=0)
+
+
+def test_refine_false_is_the_weight_free_base_on_the_same_code_path():
+    """refine=false: no encoder runs, the output is the stabilised base in colour (zero residual), and a
+    network whose head is zero gives exactly that too."""
+    torch.manual_seed(0)
+    ir, vis = clip(1, 5, 32, 48, seed=2)
+    off = build_model("ftpfusion", {**SMALL, "refine": False}).eval()
+    on = build_model("ftpfusion", SMALL).eval()
+    with torch.no_grad():
+        entry = off.encode_frame(ir[:, :, 0], vis[:, :, 0])
+        assert "scales" not in entry
+        for p in (on.decoder.head.weight, on.decoder.head.bias, on.decoder.guide.weight, on.decoder.guide.bias):
+            p.zero_()
+        base_out, zero_head = off(ir, vis), on(ir, vis)
+        torch.testing.assert_close(base_out, zero_head, atol=1e-6, rtol=0)
+        on.decoder.head.weight.normal_(std=0.05)
+        assert (on(ir, vis) - base_out).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="refine"):
+        build_model("ftpfusion", {**SMALL, "refine": "banana"})
+
+
+def test_encoder_features_ignore_camera_flicker():
+    """encoder_norm: a global gain/offset change of a camera's frame leaves the network's features as they
+    were (the base carries the brightness), so flicker cannot reach the residual."""
+    torch.manual_seed(0)
+    model = build_model("ftpfusion", SMALL).eval()
+    ir, vis = clip(1, 1, 32, 48, seed=5)
+    ir, vis = 0.25 + 0.5 * ir[:, :, 0], 0.25 + 0.5 * vis[:, :, 0]  # room for the change without clipping
+    with torch.no_grad():
+        a = model.encode_frame(ir, vis)["scales"][0]["lf"]
+        b = model.encode_frame(1.2 * ir - 0.1, 0.9 * vis + 0.05)["scales"][0]["lf"]
+        raw = build_model("ftpfusion", {**SMALL, "encoder_norm": False}).eval()
+        raw.load_state_dict(model.state_dict())
+        c, d = (raw.encode_frame(x, y)["scales"][0]["lf"] for x, y in ((ir, vis), (1.2 * ir - 0.1, 0.9 * vis + 0.05)))
+    torch.testing.assert_close(a, b, atol=1e-4, rtol=0)
+    assert (c - d).abs().max() > 1e-2

@@ -61,7 +61,7 @@ def test_temporal_filter_averages_jitter_but_does_not_ghost_a_moving_object():
         frames.append(f)
     entries = [st.frame_stats(f, f) for f in frames]
     out, gain = st(frames, frames, entries, [4])
-    assert out.shape == (1, 1, 96, 128) and gain.shape == (1, 2)
+    assert out.shape == (1, 1, 96, 128) and gain.shape == (1, 4)
     obj = (..., slice(40, 56), slice(70, 86))
     assert (out[obj] - 1.0).abs().max() < 0.02  # the object stays where it is in frame t, at full strength
     ghost = (..., slice(40, 56), slice(10, 26))  # where the object was 4 frames ago
@@ -103,7 +103,7 @@ def test_ftpfusion_with_the_stabiliser_is_steadier_on_flickering_jittering_video
 def test_training_targets_are_the_deflickered_sources():
     """forward_train hands the loss sources mapped onto the clip statistics: a flickering visible clip
     becomes steady, a clean static clip stays what it was."""
-    model = build_model("ftpfusion", {"channels": [8, 16, 32]}).train()
+    model = build_model("ftpfusion", {"channels": [8, 16, 32], "train_targets": "clip"}).train()
     frame = _texture(48, 64).expand(1, 3, 48, 64)
     gains = torch.tensor([1.0, 1.05, 0.95, 1.03, 0.97])
     vis = torch.stack([(g * frame).clamp(0, 1) for g in gains], 2)  # (1, 3, 5, H, W)
@@ -113,5 +113,5 @@ def test_training_targets_are_the_deflickered_sources():
     means = aux["vis"].mean((0, 1, 3, 4))
     assert means.std() < 0.1 * vis.mean((0, 1, 3, 4)).std()
     torch.testing.assert_close(aux["ir"], ir, atol=1e-5, rtol=0)
-    off = build_model("ftpfusion", {"channels": [8, 16, 32], "stabiliser": False}).train()
+    off = build_model("ftpfusion", {"channels": [8, 16, 32], "stabiliser": False, "train_targets": "clip"}).train()
     assert off.forward_train(ir, vis)[1] == {}

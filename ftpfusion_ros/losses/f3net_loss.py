@@ -4,6 +4,8 @@
   L_pixel    = (||F - IR||_F^2 + ||F - VIS||_F^2) / (H W)        (eq. 2: minimised by the sources' mean)
   L_gradient = || |Sobel F| - max(|Sobel IR|, |Sobel VIS|) ||      (eq. 3)
   L_ssim     = 1 - SSIM(F, max(IR, VIS))                           (eq. 4)
+  + w_detail * multi-scale signed-gradient detail loss (losses.common.detail_loss; ours, default 0: the
+    paper objective alone is flat at the max-fusion start on real video, see docs/models.md)
 
 F is the fused luminance (the model's ``aux['fused_y']`` when present, else the Y of the fused RGB).
 Choice: eq. 3's "l2-norm" is reduced like eq. 2, as a mean of squares over pixels (``gradient_reduction
@@ -15,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .common import frame_luminances, sobel_magnitude, ssim_loss
+from .common import check_weight, detail_loss, frame_luminances, sobel_magnitude, ssim_loss
 from .registry import register_loss
 
 _REDUCTIONS = ("mse", "rms", "l1")
@@ -37,12 +39,13 @@ class F3NetLoss(nn.Module):
     """Pixel + gradient + SSIM loss with the paper's weights (1, 100, 10)."""
 
     def __init__(self, w_pixel: float = 1.0, w_gradient: float = 100.0, w_ssim: float = 10.0,
-                 gradient_reduction: str = "mse") -> None:
+                 gradient_reduction: str = "mse", w_detail: float = 0.0) -> None:
         super().__init__()
         if gradient_reduction not in _REDUCTIONS:
             raise ValueError(f"gradient_reduction must be one of {_REDUCTIONS}, got {gradient_reduction!r}")
         self.w_pixel, self.w_gradient, self.w_ssim = w_pixel, w_gradient, w_ssim
         self.gradient_reduction = gradient_reduction
+        self.w_detail = check_weight("w_detail", w_detail)
 
     def forward(self, ir: torch.Tensor, vis: torch.Tensor, fused: torch.Tensor,
                 aux: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -52,4 +55,7 @@ class F3NetLoss(nn.Module):
         structure = ssim_loss(f, torch.maximum(ir_y, vis_y))
         total = self.w_pixel * pixel + self.w_gradient * grad + self.w_ssim * structure
         terms = {"pixel": pixel, "gradient": grad, "ssim": structure}
+        if self.w_detail > 0:
+            terms["detail"] = detail_loss(f, ir_y, vis_y)
+            total = total + self.w_detail * terms["detail"]
         return total, {k: v.detach() for k, v in terms.items()}

@@ -1,13 +1,20 @@
-"""FTPFusion's training objective (paper 3.3, MODELS.md): intensity + gradient + colour + OTC.
+"""FTPFusion's training objective: the paper's terms (3.3, MODELS.md) plus the terms of the node-matched
+recipe, each with a weight from the train config's ``loss:`` mapping (0 switches a term off).
 
+Paper terms:
   intensity: L1(Y_F, max(IR, Y_V))
   gradient : L1(|Sobel Y_F|, max(|Sobel IR|, |Sobel Y_V|))
   colour   : L1(CbCr_F, CbCr_V)        (BT.601, the project's convention)
   otc      : offset-aware temporal consistency on low frequencies (:mod:`.otc`)
-IR and visible are the clip's sources, or the model's de-flickered ones when it passes them in ``aux``
-(FTPFusion with its temporal stabiliser).
-Weights are choices (the paper's are unreadable in our copy): 1, 2, 1, 0.5 by default, set from the
-train config's ``loss:`` mapping.
+Node-matched terms (need the aux outputs of FTPFusion's causal ``forward_train``):
+  base     : L1(G * Y_F, G * base): the low frequencies stay those of the stabilised base (G: Gaussian
+             low-pass), so the network refines detail and cannot bring back flicker or shift brightness
+  detail   : multi-scale signed-gradient L1 to the choose-max-abs gradients of the two sources
+             (:func:`.common.detail_loss`): what the base loses
+  temporal : consecutive outputs' residuals (Y_F - base) agree after the global shift between them, where
+             the base itself agrees (a bilateral weight on the aligned base difference): the network may
+             not add detail that flickers from frame to frame
+IR and visible are the clip's sources, or the model's de-flickered ones when it passes them in ``aux``.
 """
 from __future__ import annotations
 
@@ -16,21 +23,30 @@ from typing import Any
 import torch
 from torch import nn
 
-from .common import chroma, flatten_clip, intensity_target, luminance, sobel_magnitude
+from ..nn.stabilise import TemporalStabiliser
+from .common import check_weight, chroma, detail_loss, flatten_clip, gaussian_blur, intensity_target, luminance, sobel_magnitude
 from .otc import OTCLoss
 from .registry import register_loss
+
+_TERMS = ("intensity", "gradient", "colour", "otc", "base", "detail", "temporal")
 
 
 @register_loss("ftpfusion")
 class FTPFusionLoss(nn.Module):
     def __init__(self, intensity: float = 1.0, gradient: float = 2.0, colour: float = 1.0, otc: float = 0.5,
-                 otc_options: dict[str, Any] | None = None) -> None:
+                 base: float = 0.0, detail: float = 0.0, temporal: float = 0.0,
+                 otc_options: dict[str, Any] | None = None, base_sigma: float = 2.0, detail_scales: int = 3,
+                 temporal_sigma: float = 0.03) -> None:
         super().__init__()
-        for name, value in (("intensity", intensity), ("gradient", gradient), ("colour", colour), ("otc", otc)):
-            if not isinstance(value, (int, float)) or value < 0:
-                raise ValueError(f"loss weight {name!r} must be a number >= 0, got {value!r}")
-        self.weights = {"intensity": float(intensity), "gradient": float(gradient), "colour": float(colour),
-                        "otc": float(otc)}
+        values = dict(intensity=intensity, gradient=gradient, colour=colour, otc=otc, base=base, detail=detail,
+                      temporal=temporal)
+        if base_sigma <= 0 or temporal_sigma <= 0 or int(detail_scales) < 1:
+            raise ValueError(f"loss needs base_sigma > 0, temporal_sigma > 0, detail_scales >= 1; got "
+                             f"{base_sigma}, {temporal_sigma}, {detail_scales}")
+        self.weights = {k: check_weight(k, v) for k, v in values.items()}
+        self.base_sigma = float(base_sigma)
+        self.detail_scales = int(detail_scales)
+        self.temporal_sigma = float(temporal_sigma)
         try:
             self.otc = OTCLoss(**(otc_options or {}))
         except TypeError as exc:
@@ -38,18 +54,33 @@ class FTPFusionLoss(nn.Module):
 
     def forward(self, ir: torch.Tensor, vis: torch.Tensor, fused: torch.Tensor,
                 aux: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        aux = aux or {}
         # Sources the model declares as its targets (FTPFusion with its stabiliser: de-flickered ones)
-        if aux and "ir" in aux and "vis" in aux:
+        if "ir" in aux and "vis" in aux:
             ir, vis = aux["ir"], aux["vis"]
+        needs_base = [k for k in ("base", "temporal") if self.weights[k] > 0 and "base" not in aux]
+        if needs_base:
+            raise ValueError(f"loss terms {needs_base} need the model's base (FTPFusion with train_targets: causal)")
         # Losses in fp32 even when the model ran under autocast.
         ir, vis, fused = ir.float(), vis.float(), fused.float()
         ir_f, vis_f, fused_f = flatten_clip(ir), flatten_clip(vis), flatten_clip(fused)
         y_f, y_v = luminance(fused_f), luminance(vis_f)
         terms: dict[str, torch.Tensor] = {}
-        terms["intensity"] = (y_f - intensity_target(ir_f, vis_f)).abs().mean()
-        grad_target = torch.maximum(sobel_magnitude(ir_f), sobel_magnitude(y_v))
-        terms["gradient"] = (sobel_magnitude(y_f) - grad_target).abs().mean()
+        if self.weights["intensity"] > 0:
+            terms["intensity"] = (y_f - intensity_target(ir_f, vis_f)).abs().mean()
+        if self.weights["gradient"] > 0:
+            grad_target = torch.maximum(sobel_magnitude(ir_f), sobel_magnitude(y_v))
+            terms["gradient"] = (sobel_magnitude(y_f) - grad_target).abs().mean()
         terms["colour"] = (chroma(fused_f) - chroma(vis_f)).abs().mean()
+        if self.weights["base"] > 0:
+            size = 4 * int(round(self.base_sigma)) + 1
+            base_f = flatten_clip(aux["base"].float())
+            terms["base"] = (gaussian_blur(y_f, size, self.base_sigma)
+                             - gaussian_blur(base_f, size, self.base_sigma)).abs().mean()
+        if self.weights["detail"] > 0:
+            terms["detail"] = detail_loss(y_f, ir_f, y_v, self.detail_scales)
+        if self.weights["temporal"] > 0:
+            terms["temporal"] = self._temporal(fused, aux)
         total = sum(self.weights[k] * v for k, v in terms.items())
         if self.weights["otc"] > 0:
             otc, otc_terms = self.otc(ir, vis, fused)
@@ -59,3 +90,20 @@ class FTPFusionLoss(nn.Module):
         out = {k: v.detach() for k, v in terms.items()}
         out["total"] = total.detach()
         return total, out
+
+    def _temporal(self, fused: torch.Tensor, aux: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Mean bilateral-weighted |r_t - align(r_{t-1})| over consecutive targets, r = Y_F - base."""
+        if fused.dim() != 5 or fused.shape[2] < 2 or "shift" not in aux:
+            return fused.sum() * 0.0
+        y = luminance(fused.transpose(1, 2).flatten(0, 1)).unflatten(0, fused.shape[:1] + fused.shape[2:3])
+        base = aux["base"].float().transpose(1, 2)  # (B, K, 1, H, W)
+        res = y - base
+        terms = []
+        for k in range(1, fused.shape[2]):
+            d = aux["shift"][:, k - 1].float()
+            prev_res = TemporalStabiliser.translate(res[:, k - 1], d)
+            with torch.no_grad():
+                prev_base = TemporalStabiliser.translate(base[:, k - 1], d)
+                w = torch.exp(-(base[:, k] - prev_base).square() / (2 * self.temporal_sigma ** 2))
+            terms.append((w * (res[:, k] - prev_res).abs()).mean())
+        return torch.stack(terms).mean()

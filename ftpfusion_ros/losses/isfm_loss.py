@@ -5,6 +5,8 @@
   L_int  = mean|F - max(IR, VIS)|                                         (eq. 21)
   L_grad = mean| |grad F| - max(|grad IR|, |grad VIS|) |                 (eq. 21, Sobel)
   L_ssim = (1 - SSIM(F, IR)) / 2 + (1 - SSIM(F, VIS)) / 2                 (eq. 22)
+  + w_detail * multi-scale signed-gradient detail loss (losses.common.detail_loss; ours, default 0: the
+    paper objective alone is flat at the max-fusion start on real video, see docs/models.md)
 
 F is the fused luminance (the model's ``aux['fused_y']`` when present, else the Y of the fused RGB);
 IR and VIS are the sources' luminance. |grad| is the project's Sobel magnitude (losses.common).
@@ -14,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .common import frame_luminances, sobel_magnitude, ssim_loss
+from .common import check_weight, detail_loss, frame_luminances, sobel_magnitude, ssim_loss
 from .registry import register_loss
 
 
@@ -23,9 +25,10 @@ class ISFMLoss(nn.Module):
     """Content + intensity + gradient + SSIM loss with the paper's weights (1, 5, 5, 0.5)."""
 
     def __init__(self, w_content: float = 1.0, w_intensity: float = 5.0, w_gradient: float = 5.0,
-                 w_ssim: float = 0.5) -> None:
+                 w_ssim: float = 0.5, w_detail: float = 0.0) -> None:
         super().__init__()
         self.w_content, self.w_intensity, self.w_gradient, self.w_ssim = w_content, w_intensity, w_gradient, w_ssim
+        self.w_detail = check_weight("w_detail", w_detail)
 
     def forward(self, ir: torch.Tensor, vis: torch.Tensor, fused: torch.Tensor,
                 aux: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -38,4 +41,7 @@ class ISFMLoss(nn.Module):
         total = (self.w_content * content + self.w_intensity * intensity + self.w_gradient * gradient
                  + self.w_ssim * structure)
         terms = {"content": content, "intensity": intensity, "gradient": gradient, "ssim": structure}
+        if self.w_detail > 0:
+            terms["detail"] = detail_loss(f, ir_y, vis_y)
+            total = total + self.w_detail * terms["detail"]
         return total, {k: v.detach() for k, v in terms.items()}

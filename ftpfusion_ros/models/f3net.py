@@ -181,9 +181,11 @@ class F3Net(LuminanceFusionNet):
 
     def __init__(self, channels: int = 16, reduction: int = 4, num_freq: int = 4, dct_size: int = 7,
                  sa_kernel: int = 7, ffm_kernel: int = 7, irm_channels: list[int] | tuple[int, ...] = (16, 16, 8),
-                 share_fsfem: bool = False, input_skip: str = "max", head_init_scale: float = 0.1) -> None:
+                 share_fsfem: bool = False, input_skip: str = "max", head_init_scale: float = 0.1,
+                 refine: bool = True) -> None:
         super().__init__()
         self.input_skip = check_skip_mode(input_skip)
+        self.set_refine(refine)
         args = (1, channels, reduction, num_freq, dct_size, sa_kernel)
         self.fsfem_ir = FSFEM(*args)
         self.fsfem_vis = self.fsfem_ir if share_fsfem else FSFEM(*args)

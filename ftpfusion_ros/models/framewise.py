@@ -116,17 +116,33 @@ class LuminanceFusionNet(FrameFusionModel):
     """
 
     learned = True
+    #: False (model option ``refine=false``): the parameter-free fusion the network refines (``input_skip``),
+    #: same colour path, no network: what the network adds is measured against it
+    refine_enabled: bool = True
+    input_skip: str = "max"
+
+    def set_refine(self, refine: bool) -> None:
+        if not isinstance(refine, bool):
+            raise ValueError(f"refine must be true or false, got {refine!r}")
+        if not refine and self.input_skip == "none":
+            raise ValueError("refine=false needs a base fusion to fall back to (input_skip 'max' or 'mean')")
+        self.refine_enabled = refine
 
     def fuse_y(self, ir_y: torch.Tensor, vis_y: torch.Tensor) -> torch.Tensor:
         """(B,1,H,W) IR and visible luminance -> (B,1,H,W) fused luminance in (0, 1)."""
         raise NotImplementedError
 
+    def _luminance(self, ir_y: torch.Tensor, vis_y: torch.Tensor) -> torch.Tensor:
+        if not self.refine_enabled:
+            return simple_fusion(ir_y, vis_y, self.input_skip)
+        return self.fuse_y(ir_y, vis_y)
+
     def fuse_frame(self, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
-        return restore_colour(self.fuse_y(ir, rgb_to_y(vis)), vis)
+        return restore_colour(self._luminance(ir, rgb_to_y(vis)), vis)
 
     def forward_train(self, ir: torch.Tensor, vis: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         _check_clip(ir, vis)
         vis_f = fold_clip(vis)
-        fused_y = self.fuse_y(fold_clip(ir), rgb_to_y(vis_f))
+        fused_y = self._luminance(fold_clip(ir), rgb_to_y(vis_f))
         b = ir.shape[0]
         return unfold_clip(restore_colour(fused_y, vis_f), b), {"fused_y": unfold_clip(fused_y, b)}

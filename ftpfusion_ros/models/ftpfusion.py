@@ -194,7 +194,8 @@ class Decoder(nn.Module):
     """Multi-scale decoder (per target frame): sub-pixel upsampling (1x1 conv at the coarse scale +
     pixel shuffle) + skip + one 3x3 conv per scale, and a pixel-shuffle head back to full resolution."""
 
-    def __init__(self, channels: Sequence[int], stem_factor: int, head_init_std: float) -> None:
+    def __init__(self, channels: Sequence[int], stem_factor: int, head_init_std: float,
+                 guided: bool = True) -> None:
         super().__init__()
         c1, c2, c3 = channels
         self.stem_factor = stem_factor
@@ -206,13 +207,24 @@ class Decoder(nn.Module):
         self.head = nn.Conv2d(c1, 3 * stem_factor**2, 3, padding=1)
         nn.init.normal_(self.head.weight, std=head_init_std)
         nn.init.zeros_(self.head.bias)
+        self.guide: nn.Conv2d | None = None
+        if guided:  # starts at zero: a warm start from an unguided checkpoint begins with its output
+            self.guide = nn.Conv2d(3 * stem_factor**2, 3 * stem_factor**2, 3, padding=1)
+            nn.init.zeros_(self.guide.weight)
+            nn.init.zeros_(self.guide.bias)
 
-    def forward(self, f1: torch.Tensor, f2: torch.Tensor, f3: torch.Tensor) -> torch.Tensor:
+    def forward(self, f1: torch.Tensor, f2: torch.Tensor, f3: torch.Tensor,
+                guide: torch.Tensor | None = None) -> torch.Tensor:
+        """``guide``: the base and the de-flickered sources at full resolution (N, 3, H, W), seen by the head
+        through ``self.guide`` (a zero-initialised 3x3 conv on their pixel-unshuffled maps)."""
         y = f2 + F.pixel_shuffle(self.up3(f3), 2)
         y = y + self.body2(F.gelu(y))
         y = f1 + F.pixel_shuffle(self.up2(y), 2)
         y = y + self.body1(F.gelu(y))
         out = self.head(F.gelu(y))
+        if guide is not None and self.guide is not None:
+            g = F.pixel_unshuffle(guide, self.stem_factor) if self.stem_factor > 1 else guide
+            out = out + self.guide(g.to(out.dtype).contiguous(memory_format=_CL))
         return F.pixel_shuffle(out, self.stem_factor) if self.stem_factor > 1 else out
 
 
@@ -256,6 +268,11 @@ class FTPFusion(FusionModel):
         stab_radius: int = 4,
         stab_max_shift: float = 3.0,
         stab_downsample: int = 2,
+        refine: bool = True,
+        encoder_norm: bool = True,
+        guided_head: bool = True,
+        train_targets: str = "causal",
+        train_last: int = 2,
     ) -> None:
         super().__init__()
         channels, rho, heads = list(channels), list(rho), list(heads)
@@ -267,6 +284,18 @@ class FTPFusion(FusionModel):
             raise ValueError(f"stem_factor must be >= 1, got {stem_factor}")
         if base_fusion not in ("max", "mean"):
             raise ValueError(f"base_fusion must be 'max' or 'mean', got {base_fusion!r}")
+        for key, flag in (("refine", refine), ("stabiliser", stabiliser), ("encoder_norm", encoder_norm),
+                          ("guided_head", guided_head)):
+            if not isinstance(flag, bool):
+                raise ValueError(f"{key} must be true or false, got {flag!r}")
+        if train_targets not in ("causal", "clip"):
+            raise ValueError(f"train_targets must be 'causal' or 'clip', got {train_targets!r}")
+        if train_last < 1:
+            raise ValueError(f"train_last must be >= 1, got {train_last}")
+        self.refine_enabled = refine
+        self.encoder_norm = encoder_norm
+        self.train_targets = train_targets
+        self.train_last = int(train_last)
         self.window = int(window)
         self.net_window = int(net_window)
         self.size_multiple = int(stem_factor) * 4  # two stride-2 stages after the stem
@@ -295,7 +324,7 @@ class FTPFusion(FusionModel):
         self.enc_vis = FrameEncoder(3, channels, stem_factor)
         self.dfam = nn.ModuleList(DFAM(c, h, r, cfg) for c, h, r in zip(channels, heads, rho))
         self.refine = TemporalRefine(channels[2], self.net_window)
-        self.decoder = Decoder(channels, stem_factor, head_init_std)
+        self.decoder = Decoder(channels, stem_factor, head_init_std, guided_head)
         self.stabiliser = (TemporalStabiliser(stab_sigma, stab_neighbour_weight, stab_radius, stab_max_shift,
                                               stab_downsample, base_fusion) if stabiliser else None)
         # RGB change per unit CbCr change in the project's BT.601 convention (ycbcr_to_rgb is linear)
@@ -321,18 +350,28 @@ class FTPFusion(FusionModel):
         if ph or pw:  # the engine pads to size_multiple itself; this keeps direct calls working
             ir = F.pad(ir, (0, pw, 0, ph), mode="reflect")
             vis = F.pad(vis, (0, pw, 0, ph), mode="reflect")
-        feats_ir = self.enc_ir(ir - 0.5)
-        feats_vis = self.enc_vis(vis - 0.5)
-        entry = {
-            "ir": ir,
-            "vis": vis,
-            "hw": (h, w),
-            "scales": [d.encode(a, b) for d, a, b in zip(self.dfam, feats_ir, feats_vis)],
-        }
+        y_vis = rgb_to_y(vis)
+        entry: dict[str, Any] = {"ir": ir, "vis": vis, "y_vis": y_vis, "hw": (h, w)}
+        if self.refine_enabled:
+            entry["scales"] = self._encode(ir, vis, y_vis)
         if self.stabiliser is not None:
-            entry["y_vis"] = rgb_to_y(vis)
-            entry["stab"] = self.stabiliser.frame_stats(ir, entry["y_vis"])
+            entry["stab"] = self.stabiliser.frame_stats(ir, y_vis)
         return entry
+
+    def _encode(self, ir: torch.Tensor, vis: torch.Tensor, y_vis: torch.Tensor) -> list[dict[str, Any]]:
+        if self.encoder_norm:
+            # Each frame standardised by its own luminance statistics: a global gain/offset change of a
+            # camera (flicker, auto-exposure) leaves the features, and so the residual, unchanged; the
+            # output's brightness comes from the stabilised base alone. 0.2 keeps the input range the
+            # encoders were first trained with (x - 0.5).
+            ir = (ir - ir.mean((-2, -1), keepdim=True)) * (0.2 / ir.std((-2, -1), keepdim=True).clamp_min(0.02))
+            mu = y_vis.mean((-2, -1), keepdim=True)
+            vis = (vis - mu) * (0.2 / y_vis.std((-2, -1), keepdim=True).clamp_min(0.02))
+        else:
+            ir, vis = ir - 0.5, vis - 0.5
+        feats_ir = self.enc_ir(ir)
+        feats_vis = self.enc_vis(vis)
+        return [d.encode(a, b) for d, a, b in zip(self.dfam, feats_ir, feats_vis)]
 
     def fuse_window(self, cache: Sequence[dict[str, Any]], targets: Sequence[int]) -> torch.Tensor:
         n_t = len(cache)
@@ -341,22 +380,71 @@ class FTPFusion(FusionModel):
             raise ValueError("fuse_window needs at least one cached frame and one target")
         if any(not 0 <= t < n_t for t in targets):
             raise ValueError(f"targets {targets} out of range for a window of {n_t} frames")
-        # the network sees the newest net_window frames, or (for early targets of a long clip) the
-        # net_window frames starting at the target; targets sharing a sub-window are decoded together
+        rgb = self._fuse(cache, targets)["rgb"]
+        h, w = cache[0]["hw"]
+        b = cache[0]["ir"].shape[0]
+        return rgb[..., :h, :w].reshape(len(targets), b, 3, h, w).permute(1, 2, 0, 3, 4)
+
+    def _fuse(self, cache: Sequence[dict[str, Any]], targets: list[int]) -> dict[str, torch.Tensor]:
+        """Targets fused from the window, target-major (len(targets) * B, ...): 'rgb' (output, padded size),
+        'base' (the base luminance the network refines), 'gain' (the targets' de-flicker gain/offset,
+        (a_ir, b_ir, a_vis, b_vis)), 'y' (the output luminance before colour and clamping)."""
+        base, gain = self._base(cache, targets)
+        g = gain.to(base.dtype).view(-1, 4, 1, 1)
+        ir = apply_gain(torch.cat([cache[t]["ir"] for t in targets], 0).to(base.dtype), g[:, 0:1], g[:, 1:2])
+        vis = torch.cat([cache[t]["vis"] for t in targets], 0)
+        vis = apply_gain(vis, g[:, 2:3].to(vis.dtype), g[:, 3:4].to(vis.dtype))
+        if self.refine_enabled:
+            guide = torch.cat((base, ir, rgb_to_y(vis).to(base.dtype)), 1)
+            res = self._residuals(cache, targets, guide)
+        else:  # the weight-free base alone (refine=false): same stabiliser, same colour path
+            res = torch.zeros_like(vis)
+        rgb, y = self._compose(base, vis, res)
+        return {"rgb": rgb, "base": base, "gain": gain, "y": y, "ir": ir, "vis": vis}
+
+    def _compose(self, base: torch.Tensor, vis: torch.Tensor, res: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Base luminance refined by the residual in logit space; visible chroma plus a residual.
+
+        Returns (RGB, Y). RGB equals ``ycbcr_to_rgb([Y, Cb_vis + dCb, Cr_vis + dCr]).clamp(0, 1)`` (BT.601,
+        nn.colour), written as vis + (Y - Y_vis) + M [dCb, dCr] because the conversion is linear (fewer
+        full-size ops).
+        """
+        if res.dtype != vis.dtype:
+            res = res.float()
+        eps = 1e-3
+        y = torch.sigmoid(torch.logit(base.to(res.dtype).clamp(eps, 1.0 - eps)) + res[:, :1])
+        chroma = F.conv2d(res[:, 1:3], self.chroma_to_rgb.to(res.dtype)[:, :, None, None])
+        return (vis + (y - rgb_to_y(vis)) + chroma).clamp(0.0, 1.0), y
+
+    def _base(self, cache: Sequence[dict[str, Any]], targets: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The base luminance of the targets (window-stabilised with the stabiliser, else the per-frame
+        max/mean) and their de-flicker gain/offset (identity without the stabiliser)."""
+        if self.stabiliser is not None:
+            return self.stabiliser([fr["ir"] for fr in cache], [fr["y_vis"] for fr in cache],
+                                   [fr["stab"] for fr in cache], targets)
+        ir = torch.cat([cache[t]["ir"] for t in targets], 0)
+        base = fuse_base(ir, torch.cat([cache[t]["y_vis"] for t in targets], 0), self.base_fusion)
+        gain = torch.tensor([1.0, 0.0, 1.0, 0.0], device=ir.device).expand(base.shape[0], 4)
+        return base, gain
+
+    def _residuals(self, cache: Sequence[dict[str, Any]], targets: list[int], guide: torch.Tensor) -> torch.Tensor:
+        """Decoder residuals (len(targets) * B, 3, H', W') target-major. The network sees the newest
+        net_window frames, or (for early targets of a long clip) the net_window frames starting at the
+        target; targets sharing a sub-window are decoded together."""
+        n_t = len(cache)
+        b = cache[0]["ir"].shape[0]
         groups: dict[int, list[int]] = {}
         for t in targets:
             groups.setdefault(max(0, min(t, n_t - self.net_window)), []).append(t)
         per_target: dict[int, torch.Tensor] = {}
+        guides = dict(zip(targets, guide.split(b, 0)))
         for lo, ts in groups.items():
-            out = self._network(cache[lo:lo + self.net_window], [t - lo for t in ts])
-            per_target.update(zip(ts, out.split(out.shape[0] // len(ts), 0)))
-        rgb = self._compose(cache, targets, torch.cat([per_target[t] for t in targets], 0))
-        h, w = cache[0]["hw"]
-        rgb = rgb[..., :h, :w]
-        b = cache[0]["ir"].shape[0]
-        return rgb.reshape(len(targets), b, 3, h, w).permute(1, 2, 0, 3, 4)
+            out = self._network(cache[lo:lo + self.net_window], [t - lo for t in ts],
+                                torch.cat([guides[t] for t in ts], 0))
+            per_target.update(zip(ts, out.split(b, 0)))
+        return torch.cat([per_target[t] for t in targets], 0)
 
-    def _network(self, cache: Sequence[dict[str, Any]], targets: list[int]) -> torch.Tensor:
+    def _network(self, cache: Sequence[dict[str, Any]], targets: list[int], guide: torch.Tensor) -> torch.Tensor:
         """Decoder residuals (len(targets) * B, 3, H', W') target-major, from a window of <= net_window."""
         fused, ctxs = [], []
         for i, dfam in enumerate(self.dfam):
@@ -366,12 +454,39 @@ class FTPFusion(FusionModel):
         lf3 = [fr["scales"][2]["lf"] for fr in cache]
         f3 = [self.refine(x, ctxs[2], lf3, t) for x, t in zip(fused[2], targets)]
         # decode all targets as one batch, target-major
-        return self.decoder(torch.cat(fused[0], 0), torch.cat(fused[1], 0), torch.cat(f3, 0))
+        return self.decoder(torch.cat(fused[0], 0), torch.cat(fused[1], 0), torch.cat(f3, 0), guide)
 
     def forward_train(self, ir: torch.Tensor, vis: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Fused clip plus, with the stabiliser, aux {'ir', 'vis'}: the clip's sources de-flickered onto
-        the clip's statistics (the targets the loss should fuse: the output is meant to hold steady,
-        so a loss against the flickering sources would teach the residual to put the flicker back)."""
+        """Training forward. ``train_targets: causal`` (default): the last ``train_last`` frames of the clip,
+        each fused exactly as the engine's causal ring holds it (the ``window`` frames ending at it), so
+        the loss sees what the node outputs. Returns the fused targets (B, 3, K, H, W) and aux clips of the
+        same length: 'ir', 'vis' (the targets' sources de-flickered as the model uses them), 'base'
+        (the base the network refines), 'y' (output luminance before colour), 'shift' (B, K-1, 2): the
+        global shift between consecutive targets (``translate(prev, shift)`` aligns the previous target
+        onto the next). ``clip``: every frame of the clip from the whole clip, aux as 'ir', 'vis' only."""
+        if self.train_targets == "clip":
+            return self._forward_train_clip(ir, vis)
+        n_t = ir.shape[2]
+        cache = [self.encode_frame(ir[:, :, t], vis[:, :, t]) for t in range(n_t)]
+        h, w = cache[0]["hw"]
+        parts: dict[str, list[torch.Tensor]] = {}
+        k = min(self.train_last, n_t)
+        for t in range(n_t - k, n_t):
+            lo = max(0, t + 1 - self.window)
+            out = self._fuse(cache[lo:t + 1], [t - lo])
+            for key in ("rgb", "ir", "vis", "base", "y"):
+                parts.setdefault(key, []).append(out[key][..., :h, :w])
+        clips = {key: torch.stack(v, 2) for key, v in parts.items()}
+        aux = {key: clips[key] for key in ("ir", "vis", "base", "y")}
+        if k > 1 and self.stabiliser is not None:
+            size = (cache[0]["ir"].shape[-2] // self.stabiliser.downsample,
+                    cache[0]["ir"].shape[-1] // self.stabiliser.downsample)
+            with torch.no_grad():
+                aux["shift"] = torch.stack([self.stabiliser.shift(cache[t]["stab"]["spec"], cache[t - 1]["stab"]["spec"],
+                                                                  size) for t in range(n_t - k + 1, n_t)], 1)
+        return clips["rgb"], aux
+
+    def _forward_train_clip(self, ir: torch.Tensor, vis: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         fused = self(ir, vis)
         if self.stabiliser is None:
             return fused, {}
@@ -383,29 +498,3 @@ class FTPFusion(FusionModel):
             ir_t = apply_gain(ir, g[:, 0:1], g[:, 1:2])
             vis_t = apply_gain(vis, g[:, 2:3], g[:, 3:4])
         return fused, {"ir": ir_t, "vis": vis_t}
-
-    def _compose(self, cache: Sequence[dict[str, Any]], targets: list[int], res: torch.Tensor) -> torch.Tensor:
-        """Base luminance refined by the residual in logit space; visible chroma plus a residual.
-
-        Equals ``ycbcr_to_rgb([Y, Cb_vis + dCb, Cr_vis + dCr]).clamp(0, 1)`` (BT.601, nn.colour), written
-        as vis + (Y - Y_vis) + M [dCb, dCr] because the conversion is linear (fewer full-size ops). With
-        the stabiliser, base and visible frame are the window-stabilised ones (module docstring).
-        """
-        vis = torch.cat([cache[t]["vis"] for t in targets], 0)
-        if res.dtype != vis.dtype:
-            res = res.float()
-        if self.stabiliser is not None:
-            base, gain = self.stabiliser([fr["ir"] for fr in cache], [fr["y_vis"] for fr in cache],
-                                         [fr["stab"] for fr in cache], targets)
-            gain = gain.to(vis.dtype).view(-1, 2, 1, 1)
-            vis = apply_gain(vis, gain[:, :1], gain[:, 1:])
-            y_vis = rgb_to_y(vis)
-            base = base.to(vis.dtype)
-        else:
-            ir = torch.cat([cache[t]["ir"] for t in targets], 0)
-            y_vis = rgb_to_y(vis)
-            base = fuse_base(ir, y_vis, self.base_fusion)
-        eps = 1e-3
-        y = torch.sigmoid(torch.logit(base.clamp(eps, 1.0 - eps)) + res[:, :1])
-        chroma = F.conv2d(res[:, 1:3], self.chroma_to_rgb.to(res.dtype)[:, :, None, None])
-        return (vis + (y - y_vis) + chroma).clamp(0.0, 1.0)

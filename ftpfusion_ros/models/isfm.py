@@ -179,13 +179,15 @@ class ISFM(LuminanceFusionNet):
 
     def __init__(self, shallow_channels: int = 8, channels: int = 16, scan_stride: int = 8, num_vss: int = 1,
                  d_state: int = 8, expand: float = 2.0, dt_rank: int | str | None = "auto",
-                 input_skip: str = "max", head_init_scale: float = 0.1, scan_backend: str = "auto") -> None:
+                 input_skip: str = "max", head_init_scale: float = 0.1, scan_backend: str = "auto",
+                 refine: bool = True) -> None:
         super().__init__()
         if scan_stride < 1 or num_vss < 0 or channels < 1 or shallow_channels < 1 or d_state < 1:
             raise ValueError("isfm: scan_stride, channels, shallow_channels, d_state must be >= 1 and num_vss >= 0")
         if scan_backend not in ("auto", "torch", "mamba"):
             raise ValueError(f"scan_backend must be 'auto', 'torch' or 'mamba', got {scan_backend!r}")
         self.input_skip = check_skip_mode(input_skip)
+        self.set_refine(refine)
         self.scan_stride = scan_stride
         self.size_multiple = 2 * scan_stride  # the DWT halves the 1/stride-resolution features
         rank = resolve_dt_rank(dt_rank, channels)

@@ -148,12 +148,13 @@ class RPFNet(LuminanceFusionNet):
     """RPFNet on the Y channel; see the module docstring for the choices the paper leaves open."""
 
     def __init__(self, channels: int = 8, stages: int = 3, dilations: list[int] | tuple[int, ...] = (1, 3, 5),
-                 reduction: int = 4, sa_kernel: int = 7, input_skip: str = "max",
+                 reduction: int = 4, sa_kernel: int = 7, input_skip: str = "max", refine: bool = True,
                  head_init_scale: float = 0.1) -> None:
         super().__init__()
         if stages < 1 or not dilations:
             raise ValueError(f"RPFNet needs stages >= 1 and at least one dilation, got {stages}, {dilations}")
         self.input_skip = check_skip_mode(input_skip)
+        self.set_refine(refine)
         self.fused_in = conv_block(2, channels)
         self.residual_in = conv_block(1, channels)
         self.stages = nn.ModuleList(RPFStage(channels, list(dilations), reduction, sa_kernel) for _ in range(stages))

@@ -19,8 +19,8 @@ tensors of a streaming window; it has no trainable weights. Two stages, per targ
    so the filter does not ghost; a frame whose shift exceeds ``max_shift`` (a camera pan, not jitter) is
    left out.
 
-The visible frame's gain/offset of the target is returned too, so the caller can keep colour consistent
-with the stabilised luminance.
+The target's gain/offset of both cameras is returned too, so the caller can keep colour consistent with
+the stabilised luminance and hand the network (and the training loss) the de-flickered sources.
 """
 from __future__ import annotations
 
@@ -151,7 +151,7 @@ class TemporalStabiliser(nn.Module):
         """Stabilised base luminance per target, and the targets' visible gain/offset.
 
         ``irs``, ``y_vis``: the window's T frames (B, 1, H, W); ``entries``: their :meth:`frame_stats`.
-        Returns (B * n_targets, 1, H, W) target-major and (B * n_targets, 2) = (a_vis, b_vis).
+        Returns (B * n_targets, 1, H, W) target-major and (B * n_targets, 4) = (a_ir, b_ir, a_vis, b_vis).
         """
         n_t = len(entries)
         ab = self.photometric([e["stats"] for e in entries])  # (B, T, 4)
@@ -182,5 +182,5 @@ class TemporalStabiliser(nn.Module):
                     num = num + wgt * aligned
                     den = den + wgt
             out.append(num / den)
-            gains.append(ab[:, t, 2:4])
+            gains.append(ab[:, t])
         return torch.cat(out, 0), torch.cat(gains, 0)

@@ -63,13 +63,10 @@ def read_sidecar(path: Path) -> dict[str, Any]:
     return meta
 
 
-def load_checkpoint(name: str, path: str | Path, overrides: dict[str, Any] | None = None) -> FusionModel:
-    """Build model `name` with the checkpoint's config (updated by `overrides`, e.g. switches that do not
-    change the weights' shapes) and load its weights; clear errors otherwise."""
+def read_state(name: str, path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The checkpoint's state_dict and sidecar, checked: file present, for model `name`, sha256 as recorded,
+    a plain state_dict of tensors (loaded with weights_only=True)."""
     path = Path(path)
-    unknown = set(overrides or {}) - set(default_config(name))
-    if unknown:  # the user's mistake, not the checkpoint's: say so before reading the file
-        raise ValueError(f"unknown model options {sorted(unknown)} for {name!r}; known: {sorted(default_config(name))}")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     if not model_class(name).learned:
@@ -86,6 +83,17 @@ def load_checkpoint(name: str, path: str | Path, overrides: dict[str, Any] | Non
         raise CheckpointError(f"checkpoint {path} cannot be read as a state_dict: {exc}") from exc
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"checkpoint {path} is not a plain state_dict of tensors")
+    return state, meta
+
+
+def load_checkpoint(name: str, path: str | Path, overrides: dict[str, Any] | None = None) -> FusionModel:
+    """Build model `name` with the checkpoint's config (updated by `overrides`, e.g. switches that do not
+    change the weights' shapes) and load its weights; clear errors otherwise."""
+    path = Path(path)
+    unknown = set(overrides or {}) - set(default_config(name))
+    if unknown:  # the user's mistake, not the checkpoint's: say so before reading the file
+        raise ValueError(f"unknown model options {sorted(unknown)} for {name!r}; known: {sorted(default_config(name))}")
+    state, meta = read_state(name, path)
     try:
         model = build_model(name, {**(meta.get("config") or {}), **(overrides or {})} or None)
     except (TypeError, ValueError) as exc:

@@ -135,6 +135,7 @@ class ValConfig:
     metrics: list[str] = field(default_factory=lambda: ["qabf", "ssim", "en", "flicker"])
     best: str = "qabf"           # metric (or "loss") that picks best.pt
     loss_clips: int = 4          # clips of clip_len frames for the validation loss (0: none)
+    keep: bool = False           # also keep the weights of every validation as step<N>.pt (choose later)
 
     def check(self, key: str) -> None:
         _require(self.every >= 0, f"{key}.every", "must be >= 0")

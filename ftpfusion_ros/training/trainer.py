@@ -40,7 +40,7 @@ from ..data.clips import ClipDataset, DecodedSequence, PerturbAugment, centre_cr
 from ..losses import build_loss
 from ..models import build_model
 from ..models.registry import default_config, model_class
-from ..runtime.checkpoint import load_checkpoint, save_checkpoint, sha256_of, sidecar_path
+from ..runtime.checkpoint import read_state, save_checkpoint, sha256_of, sidecar_path
 from ..runtime.device import resolve_device
 from ..runtime.ring import TemporalRing
 from . import ddp
@@ -221,13 +221,18 @@ class Trainer:
             (self.out_dir / "config.yaml").write_text(yaml.safe_dump(_plain(cfg.to_dict()), sort_keys=False))
 
     def _warm_start(self, path: Path) -> None:
-        source = load_checkpoint(self.cfg.model, path)  # FileNotFoundError / CheckpointError with the reason
+        """Weights of `path` for every parameter they have; parameters the checkpoint lacks (modules added
+        since, e.g. FTPFusion's zero-initialised guided head) keep their initialisation and are logged.
+        Unexpected keys or other shapes are refused."""
+        state, _ = read_state(self.cfg.model, path)  # FileNotFoundError / CheckpointError with the reason
         try:
-            self.model.load_state_dict(source.state_dict())
+            missing, unexpected = self.model.load_state_dict(state, strict=False)
         except RuntimeError as exc:
             raise ValueError(f"init_from {path}: its weights do not fit this model_config: {exc}") from None
+        if unexpected:
+            raise ValueError(f"init_from {path}: weights this model_config does not have: {unexpected[:5]}")
         if self.is_main:
-            log.info("warm start from %s", path)
+            log.info("warm start from %s%s", path, f" (new, initialised: {missing})" if missing else "")
 
     # -------------------------------------------------------------------------------------- data
     def _load_data(self) -> None:
@@ -452,6 +457,8 @@ class Trainer:
                 for k, v in metrics.items():
                     self.writer.add_scalar(f"val/{k}", v, self.step)
             self.last_metrics = metrics
+            if self.cfg.val.keep:
+                self._save_weights(self.out_dir / f"step{self.step:06d}.pt", metrics)
             if self._improved(metrics):
                 self.best = {"metric": self.cfg.val.best, "value": metrics[self.cfg.val.best], "step": self.step}
                 self._save_weights(self.out_dir / "best.pt", metrics)
