@@ -122,3 +122,20 @@ def test_all_nan_ir_is_bad_input_and_partial_nan_is_mapped(mode):
     res = engine.push(holes, visible(2), "32FC1", "bgr8")
     assert res.aligned_ir[0, 0] == 0 and res.aligned_ir.std() > 20
     assert res.fused_bgr.std() > 10
+
+
+@pytest.mark.parametrize("encoding, code", [("yuv422", "COLOR_YUV2BGR_UYVY"), ("yuyv", "COLOR_YUV2BGR_YUYV"),
+                                            ("bayer_rggb8", "COLOR_BayerBG2BGR")])
+def test_packed_yuv_and_bayer_visible_frames_are_converted_like_opencv(encoding, code):
+    """What `extract` and `fuse --bag` convert, the engine (and so the live node) takes too."""
+    import cv2
+
+    rng = np.random.default_rng(3)
+    raw = rng.integers(0, 255, (H, W, 2) if encoding.startswith("y") else (H, W), dtype=np.uint8)
+    want = cv2.cvtColor(raw, getattr(cv2, code))
+    engine = FusionEngine(EngineConfig(model="average"))
+    res = engine.push(rng.integers(0, 255, (H, W), dtype=np.uint8), raw, "mono8", encoding)
+    np.testing.assert_array_equal(res.aligned_vis_bgr, want)
+    as_bgr = FusionEngine(EngineConfig(model="average")).push(
+        np.zeros((H, W), np.uint8), want, "mono8", "bgr8").aligned_vis_bgr
+    np.testing.assert_array_equal(res.aligned_vis_bgr, as_bgr)

@@ -100,12 +100,12 @@ def test_bad_inputs_and_a_silent_camera_are_reported_and_survived(rig) -> None:
     assert probe.spin_until(lambda: len(fused) == 3, 10), "good pairs are fused"
 
     # 1. an encoding the engine cannot fuse
-    yuv = Image(height=H, width=W, encoding="yuv422", step=2 * W)
-    yuv.data = bytes(2 * W * H)
-    cams.pair(vis=yuv)
+    f64 = Image(height=H, width=W, encoding="64FC1", step=8 * W)
+    f64.data = bytes(8 * W * H)
+    cams.pair(vis=f64)
     assert probe.spin_until(lambda: fusion.input_errors == 1, 10)
     assert probe.spin_until(lambda: (s := _latest(diags, fusion_diag)) is not None and s.level == DiagnosticStatus.ERROR
-                            and "yuv422" in s.message, 5), "wrong encoding not reported"
+                            and "64FC1" in s.message, 5), "wrong encoding not reported"
 
     # 2. IR and visible of different shapes (no homography configured)
     cams.pair(ir=array_to_image(np.zeros((100, 100), np.uint8), "mono8"))
@@ -128,15 +128,20 @@ def test_bad_inputs_and_a_silent_camera_are_reported_and_survived(rig) -> None:
     assert fusion.pairs_fused == 6 and fusion.pairs_dropped == 3
 
     # 4. the IR camera goes silent: the synchronizer warns, the fusion node warns of no input
+    received = sync.stats()["visible_received"]
     for _ in range(12):
         s = cams.stamp()
         cams.vis.publish(array_to_image(cams.vis_img, "bgr8", _header(s, "visible_camera")))
         probe.spin_for(0.1)
+    assert probe.spin_until(lambda: sync.stats()["visible_received"] == received + 12, 5)
+    assert probe.spin_until(lambda: "no IR images" in _latest(diags, "ftpfusion_sync_node: synchronizer").message, 5)
     status = _latest(diags, "ftpfusion_sync_node: synchronizer")
-    assert status.level == DiagnosticStatus.WARN and "no IR images" in status.message, status
+    assert status.level == DiagnosticStatus.WARN, status
     values = _values(status)
-    assert float(values["ir_silent_s"]) > 0.6 and float(values["visible_rate_hz"]) > 5
-    assert int(values["frames_dropped_visible"]) >= 12 - sync.queue_size - 2  # status is <= 0.2 s old
+    assert float(values["ir_silent_s"]) > 0.6
+    # counts, not rates: every visible frame arrived, and all but the queue's worth went unpaired
+    assert probe.spin_until(lambda: int(_values(_latest(diags, "ftpfusion_sync_node: synchronizer"))
+                                        ["frames_dropped_visible"]) >= 12 - sync.queue_size, 5)
     assert probe.spin_until(lambda: "no input pairs" in _latest(diags, fusion_diag).message, 5)
     assert _latest(diags, fusion_diag).level == DiagnosticStatus.WARN
 

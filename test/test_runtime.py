@@ -130,7 +130,8 @@ def test_colour_order_rgb_vs_bgr_gives_same_fusion():
 
 
 @pytest.mark.parametrize("bad, message", [
-    (lambda ir, vis: (ir, vis, "yuv422", "bgr8"), "unsupported encoding"),
+    (lambda ir, vis: (ir, vis, "64FC1", "bgr8"), "unsupported encoding"),
+    (lambda ir, vis: (ir, vis, "yuv422", "bgr8"), "2 channel"),
     (lambda ir, vis: (ir.astype(np.uint16), vis, "mono8", "bgr8"), "dtype"),
     (lambda ir, vis: (ir, vis[:, :, 0].copy(), "mono8", "bgr8"), "channel"),
     (lambda ir, vis: (ir[:, :20].copy(), vis, "mono8", "bgr8"), "aspect ratio"),

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..runtime.encodings import ENCODINGS, InputError
+from ..runtime.encodings import CONVERTED, ENCODINGS, InputError, supported_encodings
 
 _NATIVE_BIG_ENDIAN = sys.byteorder == "big"
 #: encodings this package publishes besides the engine's input encodings (fused/image_seg as float)
@@ -27,9 +27,11 @@ def encoding_layout(encoding: str, output: bool = False) -> tuple[int, np.dtype]
     package publishes); InputError for any other."""
     if encoding in ENCODINGS:
         return ENCODINGS[encoding]
+    if encoding in CONVERTED:  # packed YUV / Bayer: the engine converts them
+        return CONVERTED[encoding]
     if output and encoding in OUTPUT_ENCODINGS:
         return OUTPUT_ENCODINGS[encoding]
-    raise InputError(f"unsupported image encoding {encoding!r}; supported: {', '.join(ENCODINGS)}")
+    raise InputError(f"unsupported image encoding {encoding!r}; supported: {supported_encodings()}")
 
 
 def image_to_array(msg: Any, what: str = "image") -> np.ndarray:

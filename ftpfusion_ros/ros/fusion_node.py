@@ -28,7 +28,8 @@ from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 
 from ..metrics.online import FlickerMonitor, luma_mean
-from ..runtime import EngineConfig, FusionEngine, FusionResult, InputError, parse_model_options, resolve_model_name
+from ..runtime import (EngineConfig, FusionEngine, FusionResult, InputError, SizeChangedError, parse_model_options,
+                       resolve_model_name)
 from ..runtime.device import PRECISIONS
 from ..runtime.seg_output import SEG_FORMATS, SegOutputConfig, seg_ready
 from ..runtime.sync_policy import stamp_to_ns
@@ -64,6 +65,8 @@ class FusionNode(Node):
         checkpoint = p("checkpoint", "", "state_dict checkpoint; empty: the packaged one") or None
         homography = p("homography", None, "3x3 row-major IR->visible homography; empty: none",
                        kind="float_list", length=(0, 9))
+        registration_file = p("registration_file", "", "IR->visible registration YAML written by `ftpfusion "
+                              "calibrate` (instead of homography); empty: none")
         self.engine_config = EngineConfig(
             model=model,
             checkpoint=checkpoint,
@@ -72,6 +75,7 @@ class FusionNode(Node):
             window=p("window", 0, "temporal ring length; 0: the model's", minimum=0) or None,
             lookahead=p("lookahead", 0, "frames of look-ahead (0: causal)", minimum=0),
             homography=homography or None,
+            registration_file=registration_file or None,
             allow_untrained=p("allow_untrained", False, "run a learned model with random weights"),
             model_options=parse_model_options(p("model_options", "", "key=value,... over the checkpoint's")),
         )
@@ -93,6 +97,8 @@ class FusionNode(Node):
                               minimum=0.0)
         self.reset_after_errors = p("reset_after_errors", 30,
                                     "consecutive rejected pairs before the engine resets; 0: never", minimum=0)
+        self.time_jump = p("time_jump_reset", 1.0, "a stamp this many s behind the last pair resets the ring "
+                           "(bag loop, restart); smaller steps back are dropped as out of order", minimum=0.0)
         period = p("diagnostics_period", 1.0, "s between /diagnostics messages; 0: none", minimum=0.0)
         in_qos = declare_qos_parameters(self, "input_qos", SENSOR_DATA)
         out_qos = declare_qos_parameters(self, "output_qos", PUBLISHER)
@@ -100,6 +106,9 @@ class FusionNode(Node):
         frame_pair_type, status_type = load_interfaces()
         self._status_type = status_type
         self.engine = FusionEngine(self.engine_config)  # loads the model: configuration errors raise here
+        self.get_logger().info("registration: " + (f"file {registration_file}" if registration_file else
+                                                   "homography parameter" if homography else
+                                                   "none (IR resized onto the visible frame)"))
         self.cpu_threads = _set_cpu_threads(cpu_threads) if self.engine.device.type == "cpu" else None
 
         self._pub_fused = self.create_publisher(Image, "fused/image", out_qos)
@@ -122,6 +131,8 @@ class FusionNode(Node):
         self._last_error_time: float | None = None
         self._consecutive_errors = 0
         self._last_stamp: int | None = None
+        self.time_jumps = 0      # big steps back in time: ring reset, stream goes on
+        self.size_changes = 0    # visible resolution changed: ring reset, stream goes on
         self._started = time.monotonic()
         self._in_meter, self._out_meter = RateMeter(), RateMeter()
         self._engine_ms, self._node_ms = LatencyWindow(), LatencyWindow()
@@ -171,17 +182,21 @@ class FusionNode(Node):
                 self._internal_error(exc)
 
     def _fuse(self, pair: ImagePair) -> None:
-        stamp = stamp_to_ns(pair.visible.header.stamp)
-        if self._last_stamp is not None and stamp < self._last_stamp:
-            # time went backwards (bag loop, simulator restart): the ring's frames are not this frame's past
-            self.get_logger().warning("time jumped back: resetting the engine's temporal ring")
-            self.engine.reset()
-        self._last_stamp = stamp
+        if not self._in_order(stamp_to_ns(pair.visible.header.stamp)):
+            return
         try:
             ir = image_to_array(pair.ir, "IR image")
             vis = image_to_array(pair.visible, "visible image")
-            result = self.engine.push(ir, vis, ir_encoding=pair.ir.encoding, vis_encoding=pair.visible.encoding,
-                                      stamp=pair)
+            encodings = {"ir_encoding": pair.ir.encoding, "vis_encoding": pair.visible.encoding}
+            try:
+                result = self.engine.push(ir, vis, stamp=pair, **encodings)
+            except SizeChangedError as exc:
+                # a new resolution is a new stream (camera reconfigured): take it at once, with a fresh ring,
+                # rather than rejecting frames until reset_after_errors
+                self.size_changes += 1
+                self.get_logger().warning(f"{exc}: resetting the engine's temporal ring", throttle_duration_sec=5.0)
+                self.engine.reset()
+                result = self.engine.push(ir, vis, stamp=pair, **encodings)
         except InputError as exc:
             self._record_error(f"input rejected: {exc}", internal=False)
             return
@@ -196,6 +211,25 @@ class FusionNode(Node):
                 if not self.context.ok():
                     return  # shutting down (Ctrl-C, SIGTERM): the outputs are gone, nothing went wrong
                 self._internal_error(exc, "publishing failed")
+
+    def _in_order(self, stamp: int) -> bool:
+        """False (pair dropped as bad input) for a pair older than the last one by less than
+        time_jump_reset: camera or network reordering, whose frames are not the ring's future. A bigger
+        step back (a bag looping, a simulator restarting) starts a new stream: the ring is reset. The same
+        threshold as the sync node's, so both nodes agree on what a time jump is."""
+        last = self._last_stamp
+        if last is not None and stamp < last:
+            if self.time_jump > 0 and stamp <= last - int(self.time_jump * 1e9):
+                self.time_jumps += 1
+                self.get_logger().warning(f"time jumped back {(last - stamp) / 1e9:.1f} s: resetting the "
+                                          "engine's temporal ring", throttle_duration_sec=5.0)
+                self.engine.reset()
+            else:
+                self._record_error(f"input rejected: pair {(last - stamp) / 1e6:.0f} ms older than the previous "
+                                   "one (out of order)", internal=False)
+                return False
+        self._last_stamp = stamp
+        return True
 
     def _internal_error(self, exc: Exception, what: str = "internal error") -> None:
         """A fault of this package, not of the input: counted, and its traceback logged at most every
@@ -269,6 +303,8 @@ class FusionNode(Node):
             "queue_overflows": self.queue_overflows,
             "input_errors": self.input_errors,
             "internal_errors": self.internal_errors,
+            "time_jumps": self.time_jumps,
+            "size_changes": self.size_changes,
             "last_error": self.last_error,
             "latency_ms_p50": self._engine_ms.percentile(50),
             "latency_ms_p99": self._engine_ms.percentile(99),

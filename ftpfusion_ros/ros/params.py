@@ -6,7 +6,7 @@ the user meant 1.0. Parameters are therefore declared with ``dynamic_typing`` an
 are accepted for floats (and integer arrays for float arrays), anything else of the wrong type, out of
 range or not among the allowed choices is a ValueError naming the parameter, which the process entry
 point (runner.py) prints as one line. The descriptor still carries the description and range, so
-``ros2 param describe`` shows them.
+``ros2 param describe`` shows them, and is read-only: the values are read once, when the node starts.
 """
 from __future__ import annotations
 
@@ -80,7 +80,9 @@ def declare(node: Node, name: str, default: Any, description: str = "", *, kind:
     ``minimum``/``maximum`` bound numbers, ``choices`` strings, ``length`` the allowed list lengths.
     """
     kind = kind or _kind_of(default)
-    descriptor = ParameterDescriptor(description=description, dynamic_typing=True)
+    # read_only: the nodes read their parameters once, at start; a later `ros2 param set` must be refused
+    # (rclpy answers with the reason) rather than accepted and silently ignored
+    descriptor = ParameterDescriptor(description=description, dynamic_typing=True, read_only=True)
     if kind == "int" and (minimum is not None or maximum is not None):
         descriptor.integer_range = [IntegerRange(from_value=int(minimum if minimum is not None else -INT_MAX),
                                                  to_value=int(maximum if maximum is not None else INT_MAX), step=0)]

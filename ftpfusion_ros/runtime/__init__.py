@@ -17,6 +17,7 @@ _EXPORTS = {
     "save_checkpoint": "checkpoint",
     "ENCODINGS": "encodings",
     "InputError": "encodings",
+    "SizeChangedError": "encodings",
     "EngineConfig": "engine",
     "FusionEngine": "engine",
     "FusionResult": "engine",

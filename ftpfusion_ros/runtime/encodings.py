@@ -22,16 +22,34 @@ ENCODINGS: dict[str, tuple[int, np.dtype]] = {
 }
 HIGH_DEPTH = {"mono16", "16UC1", "32FC1"}
 
+#: packed YUV 4:2:2 and Bayer colour-filter encodings (channels, dtype): converted once, with
+#: rosbags-image's OpenCV conversions (as `extract` and `fuse --bag` do), to an encoding of ENCODINGS
+#: before fusion: IR to mono8/mono16, visible to bgr8
+_U8, _U16 = np.dtype(np.uint8), np.dtype(np.uint16)
+CONVERTED: dict[str, tuple[int, np.dtype]] = {
+    **{name: (2, _U8) for name in ("yuv422", "uyvy", "yuyv", "yuv422_yuy2")},
+    **{f"bayer_{cfa}{bits}": (1, _U8 if bits == 8 else _U16)
+       for cfa in ("rggb", "bggr", "gbrg", "grbg") for bits in (8, 16)},
+}
+
 
 class InputError(ValueError):
     """An input frame that cannot be fused as given (wrong encoding, size, dtype, ...)."""
 
 
-def check_array(arr: np.ndarray, encoding: str, what: str) -> None:
-    """Raise InputError unless `arr` is a valid image of `encoding`."""
-    if encoding not in ENCODINGS:
-        raise InputError(f"{what}: unsupported encoding {encoding!r}; supported: {', '.join(ENCODINGS)}")
-    channels, dtype = ENCODINGS[encoding]
+class SizeChangedError(InputError):
+    """A valid frame whose size differs from the stream's so far: a new stream starts (reset to take it)."""
+
+
+def supported_encodings() -> str:
+    return ", ".join([*ENCODINGS, *CONVERTED])
+
+
+def check_array(arr: np.ndarray, encoding: str, what: str, table: dict[str, tuple[int, np.dtype]] = ENCODINGS) -> None:
+    """Raise InputError unless `arr` is a valid image of `encoding` (one of `table`)."""
+    if encoding not in table:
+        raise InputError(f"{what}: unsupported encoding {encoding!r}; supported: {supported_encodings()}")
+    channels, dtype = table[encoding]
     if not isinstance(arr, np.ndarray):
         raise InputError(f"{what}: expected a numpy array, got {type(arr).__name__}")
     if arr.dtype != dtype:
@@ -41,6 +59,24 @@ def check_array(arr: np.ndarray, encoding: str, what: str) -> None:
         raise InputError(f"{what}: encoding {encoding} needs {channels} channel(s), got array of shape {arr.shape}")
     if arr.shape[0] < 2 or arr.shape[1] < 2:
         raise InputError(f"{what}: image of size {arr.shape[1]}x{arr.shape[0]} is too small")
+
+
+def convert_input(arr: np.ndarray, encoding: str, what: str, ir: bool) -> tuple[np.ndarray, str]:
+    """(array, encoding) with packed-YUV and Bayer frames converted (see CONVERTED); others unchanged."""
+    if encoding not in CONVERTED:
+        return arr, encoding
+    check_array(arr, encoding, what, CONVERTED)
+    if CONVERTED[encoding][0] == 2 and arr.shape[1] % 2:
+        raise InputError(f"{what}: {encoding} needs an even width, got {arr.shape[1]}")
+    import cv2
+    from rosbags.image.image import ImageError, convert_color
+
+    target = ("mono16" if arr.dtype == np.uint16 else "mono8") if ir else "bgr8"
+    try:
+        out = convert_color(np.ascontiguousarray(arr), encoding, target)
+    except (ImageError, cv2.error) as exc:
+        raise InputError(f"{what}: cannot convert {encoding} to {target}: {exc}") from None
+    return np.ascontiguousarray(out), target
 
 
 def to_luminance_raw(arr: np.ndarray, encoding: str) -> np.ndarray:

@@ -16,12 +16,13 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from ..models import build_model, default_config, model_class
+from ..models import FusionModel, build_model, default_config, model_class
 from .agc import AGCConfig, ThermalAGC
 from .checkpoint import load_checkpoint, packaged_checkpoint
 from .device import autocast, resolve_device, resolve_dtype
-from .encodings import HIGH_DEPTH, InputError, check_array, to_luminance_raw, to_rgb_float
-from .registration import parse_homography, register_ir
+from .encodings import (HIGH_DEPTH, InputError, SizeChangedError, check_array, convert_input, to_luminance_raw,
+                        to_rgb_float)
+from .registration import load_registration, parse_homography, register_ir
 from .ring import TemporalRing
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,8 @@ class EngineConfig:
     window: int | None = None          # ring length T; None: the model's default
     lookahead: int = 0                 # 0 = causal; L > 0 outputs frame t-L seeing L future frames
     homography: list[float] | None = None  # 3x3 row-major IR -> visible pixel mapping
+    registration_file: str | None = None  # YAML of `ftpfusion calibrate` (homography + image sizes);
+                                       # instead of `homography`, rescaled to resized streams
     agc: AGCConfig = field(default_factory=AGCConfig)
     allow_untrained: bool = False      # run a learned model with random weights (benchmarks, tests)
     model_options: dict[str, Any] = field(default_factory=dict)  # model config keys over the checkpoint's
@@ -92,14 +95,19 @@ def resolve_model_name(name: str) -> str:
 
 
 class FusionEngine:
-    def __init__(self, config: EngineConfig | None = None) -> None:
+    def __init__(self, config: EngineConfig | None = None, model: FusionModel | None = None) -> None:
+        """``model``: an already built model (e.g. the one being trained, for validation) instead of one
+        loaded from the config's model name and checkpoint; it is moved to the device and put in eval mode."""
         cfg = dataclasses.replace(config or EngineConfig())
-        cfg.model = resolve_model_name(cfg.model)
+        cfg.model = model.name if model is not None else resolve_model_name(cfg.model)
         self.config = cfg
         self.device = resolve_device(cfg.device)
         self.dtype = resolve_dtype(cfg.precision, self.device)
-        self.model = self._load_model(cfg).to(self.device).eval()
-        self.homography = parse_homography(cfg.homography)
+        self.model = (model if model is not None else self._load_model(cfg)).to(self.device).eval()
+        if cfg.registration_file and cfg.homography:
+            raise ValueError("give either a homography or a registration file, not both")
+        self.registration = load_registration(cfg.registration_file) if cfg.registration_file else None
+        self.homography = self.registration.homography if self.registration else parse_homography(cfg.homography)
         window = cfg.window or self.model.window
         self.ring = TemporalRing(self.model, window, cfg.lookahead)
         self.agc = ThermalAGC(cfg.agc)
@@ -139,17 +147,27 @@ class FusionEngine:
 
     # -- pre-processing -------------------------------------------------------------------------
     def _prepare(self, ir: np.ndarray, vis: np.ndarray, ir_encoding: str, vis_encoding: str):
+        ir, ir_encoding = convert_input(ir, ir_encoding, "IR image", ir=True)
+        vis, vis_encoding = convert_input(vis, vis_encoding, "visible image", ir=False)
         check_array(ir, ir_encoding, "IR image")
         check_array(vis, vis_encoding, "visible image")
         h, w = vis.shape[:2]
-        if self._size is not None and self._size != (w, h):
-            raise InputError(f"visible image size changed from {self._size[0]}x{self._size[1]} to {w}x{h} "
-                             "mid-stream; reset the engine to accept the new size")
         ih, iw = ir.shape[:2]
-        if self.homography is None and (ih, iw) != (h, w):
+        homography = self.homography
+        if self.registration is not None:
+            try:  # the file's matrix for these image sizes (refused for another aspect ratio)
+                homography = self.registration.for_sizes((iw, ih), (w, h))
+            except ValueError as exc:
+                raise InputError(str(exc)) from None
+        if homography is None and (ih, iw) != (h, w):
             if abs(iw / ih - w / h) > ASPECT_TOLERANCE * (w / h):
                 raise InputError(f"IR image {iw}x{ih} and visible image {w}x{h} differ in aspect ratio; "
                                  "configure an IR->visible homography")
+        vis_rgb = to_rgb_float(vis, vis_encoding)
+        # after the visible frame's own checks, so that only a valid frame of another size says so
+        if self._size is not None and self._size != (w, h):
+            raise SizeChangedError(f"visible image size changed from {self._size[0]}x{self._size[1]} to {w}x{h} "
+                                   "mid-stream; reset the engine to accept the new size")
         raw = to_luminance_raw(ir, ir_encoding)
         if ir_encoding in HIGH_DEPTH:
             if self._ir_unit is not None and self._ir_unit != raw.dtype:
@@ -158,8 +176,7 @@ class FusionEngine:
             ir_f = self.agc(raw)
         else:
             ir_f = raw.astype(np.float32) * (1.0 / 255.0)
-        ir_f = register_ir(ir_f, (w, h), self.homography)
-        vis_rgb = to_rgb_float(vis, vis_encoding)
+        ir_f = register_ir(ir_f, (w, h), homography)
         return ir_f, vis_rgb
 
     def _to_tensor(self, arr: np.ndarray) -> torch.Tensor:
