@@ -71,58 +71,95 @@ def _write_png(path: Path, img) -> None:
         raise RuntimeError(f"could not write {path}")
 
 
+class _Sequence:
+    """One output sequence: its folders, timestamps table, PNG writes in flight and the files written
+    (removed again if the extraction fails, so that a half-written sequence never passes for a dataset)."""
+
+    def __init__(self, seq_dir: Path, overwrite: bool, pool: ThreadPoolExecutor, backlog: int) -> None:
+        _prepare_output(seq_dir, overwrite)
+        self.dir, self.pool, self.backlog = seq_dir, pool, backlog
+        self.written: list[Path] = []
+        self.pending: deque[Future] = deque()
+        self.count = 0
+        self.desc = ""
+        self._fh = (seq_dir / TIMESTAMPS_FILE).open("w", newline="")
+        self._table = csv.writer(self._fh)
+        self._table.writerow(TIMESTAMPS_COLUMNS)
+
+    def add(self, pair, ir, vis) -> None:
+        self.count += 1
+        name = f"{self.count:06d}"
+        for path, img in ((self.dir / "ir" / f"{name}.png", ir), (self.dir / "vis" / f"{name}.png", vis)):
+            self.written.append(path)
+            self.pending.append(self.pool.submit(_write_png, path, img))
+        self._table.writerow((name, pair.ir.stamp_ns, pair.vis.stamp_ns, pair.skew_ns))
+        if not self.desc:
+            self.desc = (f"IR {ir.shape[1]}x{ir.shape[0]} {8 * ir.itemsize}-bit ({pair.ir.encoding}), "
+                         f"visible {vis.shape[1]}x{vis.shape[0]} ({pair.vis.encoding})")
+        while len(self.pending) > self.backlog or (self.pending and self.pending[0].done()):
+            self.pending.popleft().result()  # re-raises a failed write here
+
+    def finish(self) -> None:
+        while self.pending:
+            self.pending.popleft().result()
+        self._fh.close()
+
+    def remove(self) -> None:
+        for fut in self.pending:
+            fut.cancel()
+        self._fh.close()
+        for path in self.written + [self.dir / TIMESTAMPS_FILE]:
+            path.unlink(missing_ok=True)
+        for d in (self.dir / "ir", self.dir / "vis", self.dir):
+            if d.is_dir() and not any(d.iterdir()):
+                d.rmdir()
+
+
 def run(args: argparse.Namespace) -> int:
     bag_path = Path(args.bag)
     synced = SyncedBag(bag_path, args.ir_topic, args.vis_topic, args.slop, args.queue_size)
     seq = args.sequence or sequence_name(bag_path)
     if not seq or Path(seq).name != seq or seq in (".", ".."):
         raise ValueError(f"invalid sequence name {seq!r}")
-    seq_dir = Path(args.out) / seq
-    _prepare_output(seq_dir, args.overwrite)
+    out = Path(args.out)
 
-    written: list[Path] = []
-    ir_desc = ""
     # PNG encoding dominates (reading and pairing run at ~150 pairs/s for 640x480); cv2 releases the
     # GIL, so a few writer threads with a bounded backlog keep the cores busy without holding the bag.
     workers = max(1, min(4, os.cpu_count() or 1))
-    pending: deque[Future] = deque()
+    parts: list[_Sequence] = []
+    sizes = None
     try:
-        with (seq_dir / TIMESTAMPS_FILE).open("w", newline="") as fh, \
-                ThreadPoolExecutor(workers) as pool, \
+        with ThreadPoolExecutor(workers) as pool, \
                 tqdm(total=synced.max_pairs, desc=f"extract {seq}", unit="pair") as bar:
-            table = csv.writer(fh)
-            table.writerow(TIMESTAMPS_COLUMNS)
             for pair in synced:
-                name = f"{pair.index + 1:06d}"
                 ir = ir_to_dataset(pair.ir.image, pair.ir.encoding)
                 vis = vis_to_bgr(pair.vis.image, pair.vis.encoding)
-                for path, img in ((seq_dir / "ir" / f"{name}.png", ir), (seq_dir / "vis" / f"{name}.png", vis)):
-                    written.append(path)
-                    pending.append(pool.submit(_write_png, path, img))
-                table.writerow((name, pair.ir.stamp_ns, pair.vis.stamp_ns, pair.skew_ns))
-                if not ir_desc:
-                    ir_desc = (f"IR {ir.shape[1]}x{ir.shape[0]} {8 * ir.itemsize}-bit ({pair.ir.encoding}), "
-                               f"visible {vis.shape[1]}x{vis.shape[0]} ({pair.vis.encoding})")
-                while len(pending) > 4 * workers or (pending and pending[0].done()):
-                    pending.popleft().result()  # re-raises a failed write here
+                if (ir.shape[:2], vis.shape[:2]) != sizes:
+                    # A camera that changes resolution starts a new sequence: the readers, `fuse` and
+                    # `train` need one size per sequence. Parts after the first are named SEQ_02, SEQ_03...
+                    if parts:
+                        parts[-1].finish()
+                    sizes = (ir.shape[:2], vis.shape[:2])
+                    name = seq if not parts else f"{seq}_{len(parts) + 1:02d}"
+                    parts.append(_Sequence(out / name, args.overwrite, pool, 4 * workers))
+                parts[-1].add(pair, ir, vis)
                 bar.update(1)
-            while pending:
-                pending.popleft().result()
+            if parts:
+                parts[-1].finish()
     except BaseException:
-        for fut in pending:
-            fut.cancel()
-        # A half-written sequence would pass for a dataset: remove what this run wrote.
-        for path in written + [seq_dir / TIMESTAMPS_FILE]:
-            path.unlink(missing_ok=True)
-        for d in (seq_dir / "ir", seq_dir / "vis", seq_dir):
-            if d.is_dir() and not any(d.iterdir()):
-                d.rmdir()
+        for part in parts:
+            part.remove()
         raise
 
     stats = synced.stats
     unpaired_ir = stats.received[0] - stats.sets_formed
     unpaired_vis = stats.received[1] - stats.sets_formed
-    print(f"wrote {len(written) // 2} pairs to {seq_dir} ({ir_desc}); unpaired: {unpaired_ir} IR, {unpaired_vis} "
-          f"visible; skew IR-visible mean {stats.skew_mean_s * 1e3:.2f} ms, max |skew| "
-          f"{stats.skew_abs_max_s * 1e3:.2f} ms")
+    for part in parts:
+        print(f"wrote {part.count} pairs to {part.dir} ({part.desc})")
+    if len(parts) > 1:
+        print(f"the image size changed {len(parts) - 1} time(s): one sequence per size")
+    if synced.skipped:
+        print(f"skipped {len(synced.skipped)} malformed message(s) (and their pairs); the first: {synced.skipped[0]}")
+    print(f"unpaired: {unpaired_ir} IR, {unpaired_vis} visible; skew IR-visible mean "
+          f"{stats.skew_mean_s * 1e3:.2f} ms, max |skew| {stats.skew_abs_max_s * 1e3:.2f} ms")
     return 0

@@ -14,6 +14,7 @@ native depth: 16-bit thermal stays uint16.
 """
 from __future__ import annotations
 
+import logging
 import shutil
 import sys
 from contextlib import contextmanager
@@ -33,6 +34,8 @@ from rosbags.typesys.store import Typestore
 from ..runtime.encodings import ENCODINGS
 from ..runtime.sync_policy import NS_PER_S, ApproximateTimePolicy, SyncStats
 
+log = logging.getLogger(__name__)
+
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"
 IMAGE_TYPES = (IMAGE_TYPE, COMPRESSED_TYPE)
@@ -41,6 +44,7 @@ DEFAULT_IR_TOPIC = "/ir/image_raw"          # the ROS interface's default input 
 DEFAULT_VIS_TOPIC = "/visible/image_raw"
 DEFAULT_QUEUE_SIZE = 10
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+MAX_NAMED_SKIPS = 3     # malformed messages named one by one in the log; the rest are counted
 
 
 class BagError(ValueError):
@@ -258,6 +262,7 @@ class SyncedBag:
         self.slop = float(slop)
         self.queue_size = int(queue_size)
         self.stats: SyncStats | None = None
+        self.skipped: list[str] = []  # messages of the last iteration that could not be used, and why
         if _norm(ir_topic) == _norm(vis_topic):
             raise BagError(f"IR and visible topics are the same ({ir_topic!r})")
         if self.slop < 0:
@@ -287,16 +292,43 @@ class SyncedBag:
                 return fps
         return default
 
+    def _skip(self, p: _Pending | None, reason: str, conn: Connection | None = None, log_time: int = 0) -> None:
+        """Record (and name, for the first few) a message that cannot be used; the rest go on."""
+        conn, log_time = (p.conn, p.log_time_ns) if p is not None else (conn, log_time)
+        where = f"{conn.topic} message received at {log_time / NS_PER_S:.6f} s"
+        if p is not None:
+            where += f" (stamp {p.stamp_ns / NS_PER_S:.6f} s)"
+        self.skipped.append(f"{where}: {reason}")
+        if len(self.skipped) <= MAX_NAMED_SKIPS:
+            log.warning("skipped %s", self.skipped[-1])
+        elif len(self.skipped) == MAX_NAMED_SKIPS + 1:
+            log.warning("skipping more malformed messages; the count is reported at the end")
+
+    def _decode(self, matched: tuple[_Pending, _Pending], index: int) -> SyncedPair | None:
+        frames = []
+        for p in matched:
+            try:
+                frames.append(self._frame(p))
+            except BagError as exc:
+                self._skip(p, str(exc))
+                return None
+        return SyncedPair(index, *frames)
+
     def __iter__(self) -> Iterator[SyncedPair]:
         policy = ApproximateTimePolicy(2, self.queue_size, self.slop)
         self.stats = policy.stats
+        self.skipped = []
         ir_range = [None, None]
         vis_range = [None, None]
         n = 0
         with open_reader(self.path) as reader:
             conns = [c for c in reader.connections if c.topic in (self.ir_topic, self.vis_topic)]
             for conn, log_time, raw in reader.messages(connections=conns):
-                msg = reader.deserialize(raw, conn.msgtype)
+                try:
+                    msg = reader.deserialize(raw, conn.msgtype)
+                except Exception as exc:  # corrupt bytes: rosbags raises struct, index, unicode... errors
+                    self._skip(None, f"cannot be deserialised ({type(exc).__name__}: {exc})", conn, log_time)
+                    continue
                 stamp = stamp_ns(msg, log_time)
                 is_ir = conn.topic == self.ir_topic
                 rng = ir_range if is_ir else vis_range
@@ -306,9 +338,14 @@ class SyncedBag:
                 if matched is None:
                     continue
                 # Decode only what is paired: unpaired frames cost no image conversion.
-                ir_p, vis_p = matched
-                yield SyncedPair(n, self._frame(ir_p), self._frame(vis_p))
+                pair = self._decode(matched, n)
+                if pair is None:  # one malformed message costs its pair, not the whole bag
+                    continue
+                yield pair
                 n += 1
+        if n == 0 and self.skipped:
+            raise BagError(f"no usable IR/visible pairs in {self.path}: {len(self.skipped)} malformed message(s), "
+                           f"the first: {self.skipped[0]}")
         if n == 0:
             def span(r):
                 return "none" if r[0] is None else f"{r[0] / NS_PER_S:.3f}..{r[1] / NS_PER_S:.3f} s"
