@@ -71,8 +71,9 @@ def _run_camera(probe: Probe, tmp_path: Path, fused: list, **params) -> dict:
 def _check_fused_stream(fused: list, visible: list) -> list[int]:
     stamps = [stamp_ns(m) for m in fused]
     visible_stamps = {stamp_ns(m) for m in visible}
-    # Nearly every pair gets through on a quiet machine; CI machines are shared, so allow a few drops.
-    assert len(stamps) >= 0.8 * FRAMES, f"only {len(stamps)} of {FRAMES} pairs fused"
+    # How many get through depends on the machine's load (the fusion queue drops the oldest pair when
+    # fusion falls behind): the counts are checked against the nodes' own accounting, not a rate.
+    assert stamps, "nothing fused"
     assert all(a < b for a, b in zip(stamps, stamps[1:])), "fused frames out of order or duplicated"
     assert set(stamps) <= visible_stamps, "fused stamps must be the visible frames' stamps"
     for msg in fused:
@@ -126,13 +127,19 @@ def test_composed_pipeline_over_dds(probe: Probe, tmp_path: Path) -> None:
     sync_diag = diagnostic_statuses(diags, "ftpfusion_sync_node: synchronizer")
     assert fusion_diag and sync_diag
     values = {kv.key: kv.value for kv in fusion_diag[-1].values}
-    assert int(values["pairs_fused"]) >= len(stamps) - 2 and values["device"] == "cpu"
+    assert values["device"] == "cpu"
+    # every pair is accounted for: fused (and published, with its status) or dropped by the queue only
+    last = status[-1]
+    assert last.pairs_fused == len(status) == len(fused)
+    assert last.pairs_received == last.pairs_fused + last.pairs_dropped
+    assert values["input_errors"] == "0" and values["internal_errors"] == "0"
+    assert int(values["pairs_dropped"]) == int(values["queue_overflows"])
     assert {"input_rate_hz", "pairs_dropped", "latency_ms_p50", "latency_ms_p99"} <= values.keys()
     # the average of the sources makes up no brightness change and passes at most the larger one
     assert float(values["flicker_score"]) < 0.5 and 0.0 <= float(values["flicker_ratio"]) <= 1.01
     assert any(s.level == DiagnosticStatus.OK for s in fusion_diag)
     sync_values = {kv.key: kv.value for kv in sync_diag[-1].values}
-    assert int(sync_values["pairs_formed"]) >= len(stamps)
+    assert int(sync_values["pairs_formed"]) >= last.pairs_received  # composed: every pair handed over
     assert {"ir_rate_hz", "visible_rate_hz", "frames_dropped_ir", "skew_mean_ms"} <= sync_values.keys()
 
 
