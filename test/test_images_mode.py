@@ -21,6 +21,7 @@ from ftpfusion_ros.runtime import EngineConfig, FusionEngine
 #: name -> visible size (W, H); "01" and "02" share a size so that state kept between pairs would show
 SIZES = {"01": (64, 48), "02": (64, 48), "03": (80, 64), "10": (96, 72)}
 MODELS = ["average", "laplacian", "ftpfusion"]
+ROWS = [*MODELS, "ftpfusion (base)"]  # every learned model is followed by its weight-free base
 
 
 def _write(path: Path, img: np.ndarray) -> None:
@@ -97,8 +98,10 @@ def eval_run(bench, tmp_path_factory) -> Path:
 
 def test_eval_images_writes_spatial_tables_with_one_row_per_model(eval_run):
     data = json.loads((eval_run / "metrics.json").read_text())
-    assert list(data["models"]) == MODELS
-    for model in MODELS:
+    assert list(data["models"]) == ROWS
+    assert data["meta"]["bases"] == {"ftpfusion": "ftpfusion (base)"}
+    assert data["meta"]["models"]["ftpfusion (base)"]["model_options"] == {"refine": False}
+    for model in ROWS:
         block = data["models"][model]
         assert set(block["mean"]) == set(SPATIAL_METRICS)  # no temporal metrics for independent images
         assert set(block["sequences"]) == set(SIZES)
@@ -111,13 +114,14 @@ def test_eval_images_writes_spatial_tables_with_one_row_per_model(eval_run):
     assert data["meta"]["models"]["ftpfusion"]["window"] == 1
     with (eval_run / "metrics_mean.csv").open() as fh:
         rows = list(csv.DictReader(fh))
-    assert [r["model"] for r in rows] == MODELS
+    assert [r["model"] for r in rows] == ROWS
     assert all(math.isfinite(float(r["qabf"])) for r in rows)
     assert not set(TEMPORAL_METRICS) & set(rows[0])
     with (eval_run / "metrics_per_sequence.csv").open() as fh:
-        assert len(list(csv.DictReader(fh))) == len(MODELS) * len(SIZES)
+        assert len(list(csv.DictReader(fh))) == len(ROWS) * len(SIZES)
     md = (eval_run / "metrics.md").read_text()
-    assert all(f"| {m} |" in md for m in MODELS) and "qabf ↑" in md and "biswe" not in md
+    assert all(f"| {m} |" in md for m in ROWS) and "qabf ↑" in md and "biswe" not in md
+    assert "## What the network adds" in md and "| ftpfusion | clean |" in md
 
 
 def test_eval_images_scores_fused_files_like_the_engine_run(bench, eval_run, tmp_path):

@@ -150,6 +150,44 @@ def test_train_end_to_end_writes_checkpoints_that_the_engine_loads(tmp_path):
     assert res.fused_bgr.shape == (40, 48, 3)
 
 
+def test_validation_is_the_evaluation_of_the_engine_with_the_base_and_the_warp_condition(tmp_path):
+    """validate() scores the model in memory exactly as `ftpfusion eval` scores its checkpoint, clean and
+    perturbed, next to the weight-free base; best.pt needs the warping error within tolerance of the base's."""
+    from ftpfusion_ros.data.perturb import parse_perturb
+    from ftpfusion_ros.data.sequences import find_sequences
+    from ftpfusion_ros.evaluation import EvalConfig, evaluate_models
+
+    out = tmp_path / "run"
+    spec = "flicker=1,jitter=0.25"
+    cfg = load_config(data=tiny(out, steps=2, model_config={"channels": [4, 8, 8], "train_last": 2},
+                                **{"data.clip_len": 4, "val.every": 0, "val.frames": 5, "val.loss_clips": 0,
+                                   "val.metrics": ["qabf", "biswe"], "val.perturb": spec,
+                                   "val.best": "perturbed/qabf", "val.warp_tolerance": 0.05,
+                                   "log.tensorboard": False}))
+    trainer = Trainer(cfg, command="pytest")
+    trainer.fit()
+    trainer.close()
+    metrics = trainer.last_metrics
+    assert set(metrics) == {"qabf", "biswe", "perturbed/qabf", "perturbed/biswe", "base/qabf", "base/biswe",
+                            "base/perturbed/qabf", "base/perturbed/biswe"}
+    val = [p for p in find_sequences(out / "synthetic_data") if p.name == "synthetic_01"]
+    res = evaluate_models(val, EvalConfig(models=["ftpfusion"], checkpoints={"ftpfusion": str(out / "last.pt")},
+                                          device="cpu", frames=5, metrics=["qabf", "biswe"],
+                                          perturb=parse_perturb(spec), progress=False))
+    for setting, prefix in (("clean", ""), ("perturbed", "perturbed/")):
+        for name in ("qabf", "biswe"):
+            assert metrics[prefix + name] == pytest.approx(res.mean(setting, "ftpfusion")[name], abs=1e-9)
+            assert metrics["base/" + prefix + name] == pytest.approx(res.mean(setting, "ftpfusion (base)")[name],
+                                                                    abs=1e-9)
+    base = {k: v for k, v in metrics.items() if k.startswith("base/")}
+    trainer.best = {"metric": "perturbed/qabf", "value": None, "step": None}
+    assert trainer._improved({**base, "perturbed/qabf": 0.5, "perturbed/biswe": base["base/perturbed/biswe"]})
+    assert not trainer._improved({**base, "perturbed/qabf": 0.5,
+                                  "perturbed/biswe": 1.06 * base["base/perturbed/biswe"] + 1e-6})
+    with pytest.raises(ConfigError, match="val.best"):
+        load_config(data=tiny(out, **{"val.best": "perturbed/qabf"}))  # no val.perturb
+
+
 def _other_trainable_models() -> list[str]:
     from ftpfusion_ros.losses.registry import _LOSSES, _load_all
     from ftpfusion_ros.models import model_names

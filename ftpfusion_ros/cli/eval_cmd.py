@@ -46,8 +46,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="checkpoint of a learned model (repeatable or comma-separated)")
     run.add_argument("--lookahead", type=int, default=0, help="engine look-ahead frames (default 0: causal)")
     run.add_argument("--model-option", action="append", metavar="[MODEL:]KEY=VALUE",
-                     help="with --images: model config key over the checkpoint's (repeatable or comma-separated); "
+                     help="model config key over the checkpoint's (repeatable or comma-separated); "
                           "KEY=VALUE for every model, MODEL:KEY=VALUE for one")
+    run.add_argument("--no-bases", action="store_true",
+                     help="do not run each learned model's weight-free base (refine=false) next to it")
     run.add_argument("--allow-untrained", action="store_true",
                      help="run learned models without a checkpoint (random weights; for smoke tests)")
     met = parser.add_argument_group("metrics")
@@ -123,8 +125,6 @@ def run(args: argparse.Namespace) -> int:
         from .eval_images import run_images
 
         return run_images(args, _split(args.models), _checkpoints(args.checkpoint), _pred_dirs(args.pred or []))
-    if args.model_option:
-        raise ValueError("--model-option applies to --images runs only")
     metrics = _split(args.metrics) or None
     if metrics:
         unknown = [m for m in metrics if m not in ALL_METRICS]
@@ -142,7 +142,12 @@ def run(args: argparse.Namespace) -> int:
         perturb = parse_perturb(args.perturb, seed=args.seed)
         if args.no_clean and not perturb.active:
             raise ValueError("--no-clean needs an active --perturb")
-        cfg = EvalConfig(models=_split(args.models), checkpoints=_checkpoints(args.checkpoint), device=args.device,
+        from ..evaluation.images import parse_scoped_model_options
+
+        models = _split(args.models)
+        options = parse_scoped_model_options(args.model_option, models)
+        cfg = EvalConfig(models=models, checkpoints=_checkpoints(args.checkpoint), device=args.device,
+                         model_options=options, bases=not args.no_bases,
                          precision=args.precision, lookahead=args.lookahead, allow_untrained=args.allow_untrained,
                          frames=args.frames, stride=args.stride, perturb=perturb, include_clean=not args.no_clean,
                          metrics=metrics, conventions=conventions, flow=args.flow,

@@ -23,7 +23,7 @@ def run_images(args: argparse.Namespace, models: list[str], checkpoints: dict[st
     from ..data.image_pairs import find_image_pairs
     from ..evaluation import write_outputs
     from ..evaluation.images import (evaluate_image_pairs, evaluate_image_predictions, image_metrics,
-                                     model_entries, parse_scoped_model_options)
+                                     model_entries, parse_scoped_model_options, with_bases)
     from ..metrics import parse_conventions
     from ..runtime import EngineConfig
 
@@ -37,6 +37,8 @@ def run_images(args: argparse.Namespace, models: list[str], checkpoints: dict[st
     if models:
         base = EngineConfig(device=args.device, precision=args.precision, allow_untrained=args.allow_untrained)
         entries = model_entries(models, base, checkpoints, parse_scoped_model_options(args.model_option, models))
+        if not args.no_bases:
+            entries = with_bases(entries)
         res = evaluate_image_pairs(pairs, entries, metrics, conventions, progress=not args.no_progress)
     else:
         if checkpoints or args.model_option:

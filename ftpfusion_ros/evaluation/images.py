@@ -26,7 +26,7 @@ from ..data.image_pairs import ImagePair, images_by_stem
 from ..metrics import METRICS, SPATIAL_METRICS, resolved_conventions
 from ..metrics.common import ir_to_8bit
 from ..runtime import EngineConfig
-from .runner import EvalResults, SequenceResult, read_prediction
+from .runner import EvalResults, SequenceResult, base_label, read_prediction
 from .scoring import SequenceScorer
 
 #: the setting name of image rows in the reports (inputs are used as given, not perturbed)
@@ -85,6 +85,20 @@ def model_entries(models: Sequence[str], base: EngineConfig | None = None,
     return [EngineEntry(m, dataclasses.replace(base, model=m, checkpoint=checkpoints.get(m),
                                                model_options=dict(model_options.get(m, {}))))
             for m in models]
+
+
+def with_bases(entries: Sequence[EngineEntry]) -> list[EngineEntry]:
+    """Each learned model's entry followed by its weight-free base (``refine=false``, labelled
+    :func:`.runner.base_label`), so the report shows what the network adds."""
+    from ..models import model_class
+
+    out = []
+    for e in entries:
+        out.append(e)
+        if model_class(e.config.model).learned:
+            opts = {**e.config.model_options, "refine": False}
+            out.append(EngineEntry(base_label(e.label), dataclasses.replace(e.config, model_options=opts)))
+    return out
 
 
 def image_metrics(names: Sequence[str] | None) -> list[str]:
@@ -166,6 +180,7 @@ def evaluate_image_pairs(pairs: Sequence[ImagePair], entries: Sequence[EngineEnt
                             "model_options": dict(e.config.model_options), "device": str(engines[lab].device),
                             "window": engines[lab].window}
                       for lab, e in zip(labels, entries)}
+    meta["bases"] = {lab: base_label(lab) for lab in labels if base_label(lab) in labels}
     return EvalResults(rows, {}, meta)
 
 

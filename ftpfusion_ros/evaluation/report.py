@@ -130,6 +130,11 @@ def write_tables(res: EvalResults, out: Path) -> list[Path]:
             if res.select(s, m):
                 rows.append([m, s, *_mean_cells(res, s, m, names, missing="-")])
     md.append(_md_table(["model", "setting", *_header(names), "ms/frame"], rows))
+    gains = network_gains(res)
+    if gains:
+        md += ["", "## What the network adds (model minus its weight-free base, `refine=false`)", ""]
+        md.append(_md_table(["model", "setting", *[f"Δ {n}" for n in _header(list(gains[0][2]))]],
+                            [[m, s, *[f"{v:+.4f}" for v in d.values()]] for m, s, d in gains]))
     for s in res.settings:
         md += ["", f"## Per sequence ({s})", ""]
         rows = [[r.model, r.sequence, str(r.frames), *[_fmt(r.metrics.get(n)) for n in names]]
@@ -140,6 +145,18 @@ def write_tables(res: EvalResults, out: Path) -> list[Path]:
     p.write_text("\n".join(md))
     paths.append(p)
     return paths
+
+
+def network_gains(res: EvalResults) -> list[tuple[str, str, dict[str, float]]]:
+    """(model, setting, {metric: model mean - base mean}) for every learned model evaluated next to its
+    base (``meta['bases']``): the network's gain as a number."""
+    out = []
+    for model, base in (res.meta.get("bases") or {}).items():
+        for s in res.settings:
+            if res.select(s, model) and res.select(s, base):
+                a, b = res.mean(s, model), res.mean(s, base)
+                out.append((model, s, {n: a[n] - b[n] for n in res.metric_names}))
+    return out
 
 
 def _safe(name: str) -> str:

@@ -11,6 +11,7 @@ with one percentile window per sequence (:func:`ftpfusion_ros.metrics.common.ir_
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -33,6 +34,11 @@ class EvalConfig:
 
     models: list[str] = field(default_factory=list)
     checkpoints: dict[str, str] = field(default_factory=dict)
+    #: {model: {config key: value}} over the checkpoint's config (``--model-option``)
+    model_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: also run every learned model's weight-free base (the same model with ``refine=false``) next to it,
+    #: labelled :func:`base_label`, so the report shows what the network adds
+    bases: bool = True
     device: str = "auto"
     precision: str = "auto"
     lookahead: int = 0
@@ -155,6 +161,28 @@ def _base_meta(cfg_metrics, flow: str, conventions, spatial_stride: int) -> dict
 
 
 # ------------------------------------------------------------------------------------------- models
+def base_label(model: str) -> str:
+    """Report label of a learned model's weight-free base (the model with ``refine=false``)."""
+    return f"{model} (base)"
+
+
+def engine_configs(cfg: EvalConfig) -> dict[str, Any]:
+    """{report label: EngineConfig}: every model with its checkpoint and options and, with ``cfg.bases``,
+    every learned model's base right after it."""
+    from ..models import model_class
+    from ..runtime import EngineConfig
+
+    out = {}
+    for m in cfg.models:
+        ec = EngineConfig(model=m, checkpoint=cfg.checkpoints.get(m), device=cfg.device, precision=cfg.precision,
+                          lookahead=cfg.lookahead, allow_untrained=cfg.allow_untrained,
+                          model_options=dict(cfg.model_options.get(m, {})))
+        out[m] = ec
+        if cfg.bases and model_class(m).learned:
+            out[base_label(m)] = dataclasses.replace(ec, model_options={**ec.model_options, "refine": False})
+    return out
+
+
 def _check_models(cfg: EvalConfig) -> None:
     from ..models import model_class, model_names
 
@@ -166,9 +194,9 @@ def _check_models(cfg: EvalConfig) -> None:
         raise ValueError(f"unknown models {unknown}; available: {', '.join(known) or '(none registered)'}")
     if len(set(cfg.models)) != len(cfg.models):
         raise ValueError(f"model list has duplicates: {cfg.models}")
-    extra = set(cfg.checkpoints) - set(cfg.models)
+    extra = (set(cfg.checkpoints) | {m for m, o in cfg.model_options.items() if o}) - set(cfg.models)
     if extra:
-        raise ValueError(f"checkpoints given for models not evaluated: {sorted(extra)}")
+        raise ValueError(f"checkpoints or model options given for models not evaluated: {sorted(extra)}")
     for m, path in cfg.checkpoints.items():
         if not model_class(m).learned:
             raise ValueError(f"model {m!r} is classical and takes no checkpoint")
@@ -176,19 +204,23 @@ def _check_models(cfg: EvalConfig) -> None:
             raise FileNotFoundError(f"checkpoint for {m!r} not found: {path}")
 
 
-def evaluate_models(sequences: Sequence[SequencePair], cfg: EvalConfig) -> EvalResults:
-    """Run every model over every sequence (and setting) through the streaming engine and score them."""
-    from ..runtime import EngineConfig, FusionEngine
+def evaluate_models(sequences: Sequence[SequencePair], cfg: EvalConfig,
+                    engines: Mapping[str, Any] | None = None) -> EvalResults:
+    """Run every model over every sequence (and setting) through the streaming engine and score them.
 
-    _check_models(cfg)
+    ``engines``: {label: FusionEngine} already built (e.g. the trainer's model in memory); by default one
+    engine per :func:`engine_configs` entry."""
+    from ..runtime import FusionEngine
+
+    if engines is None:
+        _check_models(cfg)
+        engines = {label: FusionEngine(ec) for label, ec in engine_configs(cfg).items()}
+    elif not engines:
+        raise ValueError("no engines to evaluate")
     if not sequences:
         raise ValueError("no sequences to evaluate")
     t_start = time.perf_counter()
-    engines = {}
-    for m in cfg.models:
-        engines[m] = FusionEngine(EngineConfig(model=m, checkpoint=cfg.checkpoints.get(m), device=cfg.device,
-                                               precision=cfg.precision, lookahead=cfg.lookahead,
-                                               allow_untrained=cfg.allow_untrained))
+    labels = list(engines)
     settings = cfg.settings()
     total = sum(_selected(p, cfg.frames, cfg.stride)[1] for p in sequences) * len(settings)
     rows: list[SequenceResult] = []
@@ -197,7 +229,7 @@ def evaluate_models(sequences: Sequence[SequencePair], cfg: EvalConfig) -> EvalR
         for setting, pcfg in settings:
             for pair in sequences:
                 bar.set_description(f"eval {setting} {pair.name}")
-                scorer = SequenceScorer(cfg.models, cfg.metrics, cfg.flow, cfg.conventions, cfg.spatial_stride,
+                scorer = SequenceScorer(labels, cfg.metrics, cfg.flow, cfg.conventions, cfg.spatial_stride,
                                         cfg.slice_column)
                 latencies = _run_sequence(pair, engines, pcfg, cfg, scorer, bar)
                 for model, vals in scorer.results().items():
@@ -208,8 +240,10 @@ def evaluate_models(sequences: Sequence[SequencePair], cfg: EvalConfig) -> EvalR
     meta = _base_meta(cfg.metrics, cfg.flow, cfg.conventions, cfg.spatial_stride)
     meta.update({
         "mode": "models",
-        "models": {m: {"checkpoint": cfg.checkpoints.get(m), "device": str(e.device), "window": e.window}
+        "models": {m: {"model": e.model_name, "checkpoint": e.config.checkpoint, "device": str(e.device),
+                       "window": e.window, "model_options": dict(e.config.model_options)}
                    for m, e in engines.items()},
+        "bases": {m: base_label(m) for m in engines if base_label(m) in engines},
         "settings": {s: p.to_dict() | {"describe": p.describe()} for s, p in settings},
         "frames": cfg.frames, "stride": cfg.stride, "lookahead": cfg.lookahead,
         "sequences": {p.name: {"ir": str(p.ir_path), "vis": str(p.vis_path), "frames_available": len(p)}

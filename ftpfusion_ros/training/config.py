@@ -129,22 +129,32 @@ class ValConfig:
     temporal ring (causal, like the node) and the fused frames are scored with the project's metrics;
     the loss is also computed on `loss_clips` fixed clips."""
     every: int = 500             # steps between validations (0: only at the end)
-    frames: int = 32             # consecutive frames streamed per held-out sequence
-    start: int = 0               # first frame
-    crop: int | None = None      # centre crop (square side, px) before streaming; None: whole frame
+    frames: int = 32             # first frames of each held-out sequence, streamed through the engine
     metrics: list[str] = field(default_factory=lambda: ["qabf", "ssim", "en", "flicker"])
-    best: str = "qabf"           # metric (or "loss") that picks best.pt
+    perturb: str | None = None   # also score under this perturbation (e.g. flicker=1,jitter=0.25,misalign=2)
+    best: str = "qabf"           # metric that picks best.pt: a clean one (qabf), perturbed/<metric>, or loss
+    warp_tolerance: float | None = None  # best.pt must keep the (perturbed) BiSWE within (1 + this) x the
+                                 # weight-free base's (needs biswe in metrics); None: no such condition
     loss_clips: int = 4          # clips of clip_len frames for the validation loss (0: none)
     keep: bool = False           # also keep the weights of every validation as step<N>.pt (choose later)
 
     def check(self, key: str) -> None:
         _require(self.every >= 0, f"{key}.every", "must be >= 0")
         _require(self.frames >= 1, f"{key}.frames", "must be >= 1")
-        _require(self.start >= 0, f"{key}.start", "must be >= 0")
-        _require(self.crop is None or self.crop >= 8, f"{key}.crop", "must be >= 8")
         _require(self.loss_clips >= 0, f"{key}.loss_clips", "must be >= 0")
-        _require(self.best == "loss" or self.best in self.metrics, f"{key}.best",
-                 f"must be 'loss' or one of val.metrics {self.metrics}")
+        setting, _, metric = self.best.rpartition("/")
+        _require(self.best == "loss" or (metric in self.metrics and setting in ("", "perturbed")), f"{key}.best",
+                 f"must be 'loss', or one of val.metrics {self.metrics}, optionally as perturbed/<metric>")
+        _require(not setting or self.perturb is not None, f"{key}.best", "perturbed/... needs val.perturb")
+        if self.perturb is not None:
+            from ..data.perturb import parse_perturb
+
+            try:
+                parse_perturb(self.perturb)
+            except ValueError as exc:
+                raise ConfigError(f"{key}.perturb: {exc}") from None
+        _require(self.warp_tolerance is None or (self.warp_tolerance >= 0 and "biswe" in self.metrics),
+                 f"{key}.warp_tolerance", "must be >= 0 and needs biswe in val.metrics")
 
 
 @dataclass

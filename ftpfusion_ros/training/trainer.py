@@ -36,13 +36,12 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ..data.clips import ClipDataset, DecodedSequence, PerturbAugment, centre_crop_box, decode_sequence, fixed_clips
+from ..data.clips import ClipDataset, DecodedSequence, PerturbAugment, decode_sequence, fixed_clips
 from ..losses import build_loss
 from ..models import build_model
 from ..models.registry import default_config, model_class
 from ..runtime.checkpoint import read_state, save_checkpoint, sha256_of, sidecar_path
 from ..runtime.device import resolve_device
-from ..runtime.ring import TemporalRing
 from . import ddp
 from .config import TrainConfig
 from .schedule import Curriculum, StepBatchSampler, WarmupCosine
@@ -210,6 +209,7 @@ class Trainer:
         self.wall_time = 0.0          # training seconds accumulated over runs (resume adds to it)
         self.best: dict[str, Any] = {"metric": cfg.val.best, "value": None, "step": None}
         self.last_metrics: dict[str, float] = {}
+        self.base_metrics: dict[str, float] | None = None  # the weight-free base's validation scores (once)
         self.replica_divergence: float | None = None  # max |w - w_rank0| at the end of fit() (DDP)
         if resume is not None:
             self._resume(resume)
@@ -247,6 +247,7 @@ class Trainer:
         train_pairs, val_pairs = split_sequences(cfg, root)
         self.train_names = [p.name for p in train_pairs]
         self.val_names = [p.name for p in val_pairs]
+        self.val_pairs = val_pairs
         cache = cfg.data.cache_dir
 
         def decode_all() -> tuple[list[DecodedSequence], list[DecodedSequence]]:
@@ -374,75 +375,76 @@ class Trainer:
     # --------------------------------------------------------------------------------- validation
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """Stream the held-out frames through the temporal ring (causal, as the engine does), score the
-        fused frames with the project's metrics; plus the loss on fixed clips. Main process only."""
-        from ..metrics import METRICS, bgr_to_y, spatial_metrics, temporal_metrics
+        """Score the model on the held-out sequences exactly as ``ftpfusion eval`` would: the model in memory
+        runs in a :class:`~ftpfusion_ros.runtime.FusionEngine` (causal ring, full frames, the engine's
+        pre/post-processing) through :func:`ftpfusion_ros.evaluation.runner.evaluate_models`, clean and
+        (with ``val.perturb``) perturbed; plus the loss on fixed clips. Keys: clean metrics by name
+        (``qabf``), perturbed ones as ``perturbed/qabf``; the weight-free base (``refine=false``, scored
+        once) as ``base/qabf``, ``base/perturbed/qabf``. Main process only."""
+        from ..data.perturb import parse_perturb
+        from ..evaluation.runner import EvalConfig, evaluate_models
+        from ..runtime import EngineConfig, FusionEngine
 
         cfg = self.cfg
-        names = list(cfg.val.metrics)
-        unknown = [n for n in names if n not in METRICS]
-        if unknown:
-            raise ValueError(f"val.metrics: unknown metrics {unknown}; known: {', '.join(METRICS)}")
-        spatial = [n for n in names if METRICS[n].kind == "spatial"]
-        temporal = [n for n in names if METRICS[n].kind == "temporal"]
+        ecfg = EvalConfig(models=[cfg.model], frames=cfg.val.frames, metrics=list(cfg.val.metrics),
+                          perturb=parse_perturb(cfg.val.perturb) if cfg.val.perturb else None, progress=False)
+        engine_cfg = EngineConfig(model=cfg.model, device=str(self.device))
         was_training = self.model.training
-        self.model.eval()
-        per_seq: list[dict[str, float]] = []
         try:
-            for seq in self.val_seqs:
-                y0, x0, h, w = centre_crop_box(seq.size, cfg.val.crop, self.multiple)
-                stop = min(len(seq), cfg.val.start + cfg.val.frames)
-                if stop <= cfg.val.start:
-                    raise ValueError(f"val.start {cfg.val.start} is beyond sequence {seq.name!r} ({len(seq)} frames)")
-                ring = TemporalRing(self.model, self.window, 0)
-                fused_y, ir_y, vis_y = [], [], []
-                for t in range(cfg.val.start, stop):
-                    ir8 = np.array(seq.ir[t, y0:y0 + h, x0:x0 + w])  # copies: the cache is a read-only memmap
-                    vis8 = np.array(seq.vis[t, y0:y0 + h, x0:x0 + w])
-                    ir_t = torch.from_numpy(ir8).to(self.device).float().div_(255)[None, None]
-                    vis_t = torch.from_numpy(np.ascontiguousarray(vis8[..., ::-1])).to(self.device)
-                    vis_t = vis_t.float().div_(255).permute(2, 0, 1)[None]
-                    with self._autocast():
-                        out = ring.push(ir_t, vis_t)
-                    assert out is not None  # causal ring: one output per input
-                    rgb = out[0][0].float().clamp(0, 1).mul(255).add(0.5).to(torch.uint8)  # as the engine rounds
-                    fused_bgr = rgb.flip(0).permute(1, 2, 0).cpu().numpy()
-                    fused_y.append(bgr_to_y(fused_bgr))
-                    ir_y.append(ir8.astype(np.float32))
-                    vis_y.append(bgr_to_y(vis8))
-                scores: dict[str, float] = {}
-                if spatial:
-                    frames = [spatial_metrics(f, a, b, names=spatial) for f, a, b in zip(fused_y, ir_y, vis_y)]
-                    scores.update({n: float(np.mean([fr[n] for fr in frames])) for n in spatial})
-                if temporal and len(fused_y) >= 3:
-                    scores.update(temporal_metrics(np.stack(fused_y), np.stack(ir_y), np.stack(vis_y), names=temporal))
-                if cfg.val.loss_clips:
-                    clip_len = min(cfg.data.clip_len, len(seq))
-                    irs, viss = fixed_clips(seq, cfg.val.loss_clips, clip_len, cfg.val.crop, self.multiple)
-                    losses = []
-                    for i in range(len(irs)):
-                        ir_c, vis_c = irs[i:i + 1].to(self.device), viss[i:i + 1].to(self.device)
-                        with self._autocast():
-                            # forward_train: losses with auxiliary terms (RPFNet's decoder) see them here too
-                            fused, aux = self.model.forward_train(ir_c, vis_c)
-                        aux = {k: v.float() for k, v in aux.items()}
-                        losses.append(float(self.loss_fn(ir_c, vis_c, fused.float(), aux)[0]))
-                    scores["loss"] = float(np.mean(losses))
-                per_seq.append(scores)
+            engines = {"model": FusionEngine(engine_cfg, model=self.model)}
+            if self.base_metrics is None and self.val_pairs and getattr(self.model, "refine_enabled", False):
+                engines["base"] = FusionEngine(engine_cfg, model=build_model(
+                    cfg.model, {**cfg.model_config, "refine": False}))
+            res = evaluate_models(self.val_pairs, ecfg, engines) if self.val_pairs else None
+            scores: dict[str, float] = {}
+            if res is not None:
+                for label, prefix in (("model", ""), ("base", "base/")):
+                    if label in engines:
+                        for setting in res.settings:
+                            key = prefix if setting == "clean" else f"{prefix}{setting}/"
+                            scores.update({key + k: v for k, v in res.mean(setting, label).items()})
+                if "base" in engines:
+                    self.base_metrics = {k: v for k, v in scores.items() if k.startswith("base/")}
+            scores.update(self.base_metrics or {})
+            if cfg.val.loss_clips:
+                scores["loss"] = self._validation_loss()
         finally:
             self.model.train(was_training)
-        if not per_seq:
-            return {}
-        return {k: float(np.nanmean([s[k] for s in per_seq if k in s])) for k in per_seq[0]}
+        return scores
+
+    def _validation_loss(self) -> float:
+        cfg = self.cfg
+        self.model.eval()
+        losses = []
+        for seq in self.val_seqs:
+            clip_len = min(cfg.data.clip_len, len(seq))
+            irs, viss = fixed_clips(seq, cfg.val.loss_clips, clip_len, None, self.multiple)
+            for i in range(len(irs)):
+                ir_c, vis_c = irs[i:i + 1].to(self.device), viss[i:i + 1].to(self.device)
+                with self._autocast():
+                    # forward_train: losses with auxiliary terms (RPFNet's decoder) see them here too
+                    fused, aux = self.model.forward_train(ir_c, vis_c)
+                aux = {k: v.float() for k, v in aux.items()}
+                losses.append(float(self.loss_fn(ir_c, vis_c, fused.float(), aux)[0]))
+        return float(np.mean(losses))
 
     def _improved(self, metrics: dict[str, float]) -> bool:
+        """Better on val.best, and (with val.warp_tolerance) temporally no worse than the base by more than
+        that fraction: the perturbed warping error (BiSWE) within (1 + tolerance) x the base's."""
         from ..metrics import METRICS
 
         name = self.cfg.val.best
         value = metrics.get(name)
         if value is None or not math.isfinite(value):
             return False
-        higher = METRICS[name].higher_is_better if name in METRICS else False
+        tol = self.cfg.val.warp_tolerance
+        if tol is not None:
+            key = "perturbed/biswe" if "perturbed/biswe" in metrics else "biswe"
+            own, base = metrics.get(key), metrics.get(f"base/{key}")
+            if own is not None and base is not None and own > (1.0 + tol) * base:
+                return False
+        metric = name.rsplit("/", 1)[-1]
+        higher = METRICS[metric].higher_is_better if metric in METRICS else False
         best = self.best.get("value")
         return best is None or (value > best if higher else value < best)
 
