@@ -9,9 +9,9 @@ profile unless it is already set.
 """
 import os
 
-from ament_index_python.packages import get_package_share_directory
+from ament_index_python.packages import PackageNotFoundError, get_package_prefix, get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
+from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction, SetEnvironmentVariable
 from launch.conditions import IfCondition, UnlessCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
@@ -26,6 +26,20 @@ def _fastdds_profile(context, profile):
     if os.environ.get(FASTDDS_PROFILE_VAR):
         return []
     return [SetEnvironmentVariable(FASTDDS_PROFILE_VAR, profile)]
+
+
+def _rviz(context, config):
+    """RViz when asked for and installed. Without rviz2, launch would fail while starting it and leave the
+    fusion process it had already started running without a parent: say so and go on without RViz."""
+    if not IfCondition(LaunchConfiguration("rviz")).evaluate(context):
+        return []
+    try:
+        get_package_prefix("rviz2")
+    except PackageNotFoundError:
+        return [LogInfo(msg="rviz:=true but rviz2 is not installed: fusing without RViz")]
+    return [Node(package="rviz2", executable="rviz2", name="rviz2",
+                 arguments=["-d", os.path.join(config, "fusion.rviz")],
+                 parameters=[{"use_sim_time": ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool)}])]
 
 
 def generate_launch_description():
@@ -47,7 +61,8 @@ def generate_launch_description():
         DeclareLaunchArgument("composed", default_value="true",
                               description="true: sync + fusion in one process; false: two nodes over FramePair"),
         DeclareLaunchArgument("use_sim_time", default_value="false", description="use /clock (bag replay)"),
-        DeclareLaunchArgument("rviz", default_value="false", description="start RViz with IR | visible | fused"),
+        DeclareLaunchArgument("rviz", default_value="false",
+                              description="start RViz with IR | visible | fused (skipped if rviz2 is not installed)"),
     ]
     params = [
         LaunchConfiguration("params_file"),
@@ -74,10 +89,7 @@ def generate_launch_description():
              parameters=params, remappings=remappings, condition=UnlessCondition(composed)),
         Node(package=PACKAGE, executable="ftpfusion_fusion_node", name="ftpfusion_fusion_node", output="screen",
              parameters=params, condition=UnlessCondition(composed)),
-        Node(package="rviz2", executable="rviz2", name="rviz2",
-             arguments=["-d", os.path.join(config, "fusion.rviz")],
-             parameters=[{"use_sim_time": ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool)}],
-             condition=IfCondition(LaunchConfiguration("rviz"))),
+        OpaqueFunction(function=_rviz, args=[config]),
     ]
     profile = os.path.join(config, "fastdds_large_images.xml")
     return LaunchDescription(args + [OpaqueFunction(function=_fastdds_profile, args=[profile])] + nodes)

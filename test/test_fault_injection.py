@@ -336,3 +336,21 @@ def test_fused_output_of_accepted_unusual_input_is_right(rig: Rig) -> None:
     got = image_to_array(rig.fused_at(stamp)).astype(np.float32)
     want = ref.push(counts, vis, "mono16", "bgr8").fused_bgr.astype(np.float32)
     assert np.corrcoef(got.ravel(), want.ravel())[0, 1] > 0.95
+
+
+def test_a_frame_finishing_after_shutdown_is_not_an_error() -> None:
+    """SIGINT/SIGTERM shut the rclpy context down while the worker may still be fusing a frame: its
+    publish then fails, which is the end of the process, not an internal error with a traceback."""
+    probe = Probe("ftpfusion_test_shutdown")
+    node = FusionNode(context=probe.context, parameter_overrides=[
+        Parameter("model", value="average"), Parameter("diagnostics_period", value=0.0),
+        Parameter("cpu_threads", value=torch.get_num_threads())])
+    ir, vis = np.zeros((H, W), np.uint8), np.zeros((H, W, 3), np.uint8)
+    pair = ImagePair(ir=array_to_image(ir, "mono8", _header(T0, "ir")),
+                     visible=array_to_image(vis, "bgr8", _header(T0, "vis")), skew_sec=0.0)
+    import rclpy
+
+    rclpy.shutdown(context=probe.context)  # what the signal handler does
+    node._fuse(pair)                       # the frame the worker was busy with
+    assert node.internal_errors == 0 and node.last_error == ""
+    node.destroy_node()

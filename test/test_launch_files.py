@@ -259,3 +259,29 @@ def test_launch_files_run_with_launch_ros(launch_file: str, args: list[str], tmp
         probe.close()
     assert proc.returncode == 0 and not left, (proc.returncode, left, log.read_text()[-2000:])
     assert all((m.width, m.height, m.header.frame_id) == (160, 120, "visible_camera") for m in fused)
+
+
+def test_rviz_without_rviz2_is_skipped_not_fatal() -> None:
+    """rviz:=true (demo.launch.py's default) on a machine without rviz2: a log line and no RViz action,
+    instead of a launch failure that leaves the already started fusion process without a parent."""
+    pytest.importorskip("launch_ros")
+    import importlib.util
+
+    from ament_index_python.packages import PackageNotFoundError, get_package_prefix
+    from launch import LaunchContext
+    from launch.actions import LogInfo
+
+    try:
+        get_package_prefix("rviz2")
+        pytest.skip("rviz2 is installed here")
+    except PackageNotFoundError:
+        pass
+    spec = importlib.util.spec_from_file_location("fusion_launch", SHARE / "launch" / "fusion.launch.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    context = LaunchContext()
+    context.launch_configurations["rviz"] = "true"
+    actions = module._rviz(context, str(SHARE / "config"))
+    assert len(actions) == 1 and isinstance(actions[0], LogInfo)
+    context.launch_configurations["rviz"] = "false"
+    assert module._rviz(context, str(SHARE / "config")) == []
