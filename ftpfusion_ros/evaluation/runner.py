@@ -24,6 +24,7 @@ import numpy as np
 from ..data.perturb import ClipPerturber, PerturbConfig
 from ..data.sequences import IMAGE_EXTENSIONS, SequencePair, natural_key
 from ..metrics import METRICS, resolved_conventions
+from ..metrics.common import apply_ir_window, ir_window
 from ..metrics.flow import DEFAULT_FLOW, get_flow
 from .scoring import SequenceScorer, split_metrics
 
@@ -341,8 +342,7 @@ def _ir_window(pair: SequencePair, frames: int | None, stride: int) -> tuple[flo
             return None
         if i % 5 == 0:
             samples.append(ir[::4, ::4].ravel())
-    lo, hi = np.percentile(np.concatenate(samples), [0.5, 99.5])
-    return float(lo), float(max(hi, lo + 1))
+    return ir_window(np.concatenate(samples))
 
 
 def evaluate_predictions(entries: Sequence[tuple[SequencePair, Mapping[str, Path]]], frames: int | None = None,
@@ -369,8 +369,7 @@ def evaluate_predictions(entries: Sequence[tuple[SequencePair, Mapping[str, Path
                 if i % stride:
                     continue
                 if window is not None:
-                    lo, hi = window
-                    ir = np.clip((ir.astype(np.float32) - lo) * (255.0 / (hi - lo)), 0, 255)
+                    ir = apply_ir_window(ir, window)
                 if ir.shape[:2] != vis.shape[:2]:
                     raise ValueError(f"{pair.name}: IR {ir.shape[:2]} and visible {vis.shape[:2]} differ in size; "
                                      "prediction scoring needs registered frames of one size")

@@ -11,6 +11,7 @@ import math
 import torch
 import torch.nn.functional as F
 from ..nn.colour import rgb_to_y, rgb_to_ycbcr
+from ..nn.base_fusion import fuse_base
 
 # 3x3 Sobel kernels (x: derivative along W, y: along H).
 _SOBEL_X = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
@@ -52,7 +53,7 @@ def chroma(x: torch.Tensor) -> torch.Tensor:
 
 def intensity_target(ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
     """Element-wise max of the two sources' luminance, the usual fusion intensity target."""
-    return torch.maximum(luminance(ir), luminance(vis))
+    return fuse_base(luminance(ir), luminance(vis), "max")
 
 
 def sobel_xy(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

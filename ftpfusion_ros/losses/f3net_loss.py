@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .common import check_weight, detail_loss, frame_luminances, sobel_magnitude, ssim_loss
+from .common import check_weight, detail_loss, frame_luminances, intensity_target, sobel_magnitude, ssim_loss
 from .registry import register_loss
 
 _REDUCTIONS = ("mse", "rms", "l1")
@@ -52,7 +52,7 @@ class F3NetLoss(nn.Module):
         f, ir_y, vis_y = frame_luminances(ir, vis, fused, aux)
         pixel = (f - ir_y).pow(2).mean() + (f - vis_y).pow(2).mean()
         grad = gradient_loss(f, ir_y, vis_y, self.gradient_reduction)
-        structure = ssim_loss(f, torch.maximum(ir_y, vis_y))
+        structure = ssim_loss(f, intensity_target(ir_y, vis_y))
         total = self.w_pixel * pixel + self.w_gradient * grad + self.w_ssim * structure
         terms = {"pixel": pixel, "gradient": grad, "ssim": structure}
         if self.w_detail > 0:

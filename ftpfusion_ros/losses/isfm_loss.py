@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .common import check_weight, detail_loss, frame_luminances, sobel_magnitude, ssim_loss
+from .common import check_weight, detail_loss, frame_luminances, intensity_target, sobel_magnitude, ssim_loss
 from .registry import register_loss
 
 
@@ -34,7 +34,7 @@ class ISFMLoss(nn.Module):
                 aux: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         f, ir_y, vis_y = frame_luminances(ir, vis, fused, aux)
         content = (f - ir_y).abs().mean() + (f - vis_y).abs().mean()
-        intensity = (f - torch.maximum(ir_y, vis_y)).abs().mean()
+        intensity = (f - intensity_target(ir_y, vis_y)).abs().mean()
         grad_target = torch.maximum(sobel_magnitude(ir_y), sobel_magnitude(vis_y))
         gradient = (sobel_magnitude(f) - grad_target).abs().mean()
         structure = 0.5 * (ssim_loss(f, ir_y) + ssim_loss(f, vis_y))

@@ -10,8 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-# BT.601 full range, identical to ftpfusion_ros.nn.colour (which works on torch tensors).
-_KR, _KG, _KB = 0.299, 0.587, 0.114
+from ..bt601 import KB as _KB, KG as _KG, KR as _KR
 
 
 def bgr_to_y(image: np.ndarray) -> np.ndarray:
@@ -25,20 +24,35 @@ def bgr_to_y(image: np.ndarray) -> np.ndarray:
     return _KB * img[..., 0] + _KG * img[..., 1] + _KR * img[..., 2]
 
 
-def ir_to_8bit(frames: np.ndarray, low_pct: float = 0.5, high_pct: float = 99.5) -> np.ndarray:
+IR_WINDOW_PERCENTILES = (0.5, 99.5)
+
+
+def ir_window(samples: np.ndarray, low_pct: float = IR_WINDOW_PERCENTILES[0],
+              high_pct: float = IR_WINDOW_PERCENTILES[1]) -> tuple[float, float]:
+    """A fixed 16-bit -> 8-bit window (lo, hi) from thermal samples: their [low_pct, high_pct] percentiles
+    (hi at least lo + 1 count)."""
+    lo, hi = np.percentile(np.asarray(samples), [low_pct, high_pct])
+    return float(lo), float(max(hi, lo + 1.0))
+
+
+def apply_ir_window(frames: np.ndarray, window: tuple[float, float]) -> np.ndarray:
+    """Map thermal counts to 0..255 float32 linearly through ``window`` (clipped)."""
+    lo, hi = window
+    return np.clip((np.asarray(frames).astype(np.float32) - lo) * (255.0 / (hi - lo)), 0.0, 255.0)
+
+
+def ir_to_8bit(frames: np.ndarray, low_pct: float = IR_WINDOW_PERCENTILES[0],
+               high_pct: float = IR_WINDOW_PERCENTILES[1]) -> np.ndarray:
     """Map a 16-bit thermal clip (T,H,W) or frame to 0..255 float with ONE window for the whole clip.
 
-    The window is the [low_pct, high_pct] percentile range over all frames together: a fixed linear
-    map, so the mapping itself adds no flicker (per-frame min-max would). 8-bit input is returned as
-    float unchanged.
+    The window is the [low_pct, high_pct] percentile range over all frames together (:func:`ir_window`):
+    a fixed linear map, so the mapping itself adds no flicker (per-frame min-max would). 8-bit input is
+    returned as float unchanged.
     """
     arr = np.asarray(frames)
     if arr.dtype == np.uint8 or arr.max(initial=0) <= 255:
         return arr.astype(np.float32)
-    lo, hi = np.percentile(arr, [low_pct, high_pct])
-    if hi <= lo:
-        hi = lo + 1.0
-    return np.clip((arr.astype(np.float32) - lo) * (255.0 / (hi - lo)), 0.0, 255.0)
+    return apply_ir_window(arr, ir_window(arr, low_pct, high_pct))
 
 
 def as_luma(x: np.ndarray, name: str = "image") -> np.ndarray:

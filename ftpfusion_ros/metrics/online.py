@@ -22,7 +22,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-_KR, _KG, _KB = 0.299, 0.587, 0.114  # BT.601, as ftpfusion_ros.nn.colour
+from ..bt601 import KB as _KB, KG as _KG, KR as _KR
 
 
 def luma_mean(image: np.ndarray) -> float:

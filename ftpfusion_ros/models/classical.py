@@ -23,6 +23,7 @@ import math
 
 import torch
 
+from ..nn.base_fusion import fuse_base
 from ..nn.colour import restore_colour, rgb_to_y
 from ..nn.filters import box_filter, gaussian_blur, laplacian, median_filter, separable_filter
 from .base import FrameFusionModel
@@ -68,7 +69,7 @@ class AverageFusion(LuminanceFusionModel):
     """Mean of the IR and visible luminances."""
 
     def fuse_luminance(self, ir: torch.Tensor, vis_y: torch.Tensor) -> torch.Tensor:
-        return 0.5 * (ir + vis_y)
+        return fuse_base(ir, vis_y, "mean")
 
 
 @register_model("max_luminance")
@@ -76,7 +77,7 @@ class MaxLuminanceFusion(LuminanceFusionModel):
     """Per-pixel maximum of the IR and visible luminances (keeps warm targets and bright visible detail)."""
 
     def fuse_luminance(self, ir: torch.Tensor, vis_y: torch.Tensor) -> torch.Tensor:
-        return torch.maximum(ir, vis_y)
+        return fuse_base(ir, vis_y, "max")
 
 
 # --------------------------------------------------------------------------------- Laplacian pyramid

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..nn.colour import restore_colour, rgb_to_y
+from ..nn.base_fusion import fuse_base
 from .base import FrameFusionModel, _check_clip
 
 
@@ -15,13 +16,11 @@ _SKIP_EPS = 1e-3  # keeps logit(base) finite; a base of exactly 0 or 1 maps to a
 
 def simple_fusion(ir_y: torch.Tensor, vis_y: torch.Tensor, mode: str) -> torch.Tensor | None:
     """The parameter-free fusion an untrained network starts from ('max', 'mean' or 'none')."""
-    if mode == "max":
-        return torch.maximum(ir_y, vis_y)
-    if mode == "mean":
-        return 0.5 * (ir_y + vis_y)
     if mode == "none":
         return None
-    raise ValueError(f"input_skip must be 'max', 'mean' or 'none', got {mode!r}")
+    if mode not in ("max", "mean"):
+        raise ValueError(f"input_skip must be 'max', 'mean' or 'none', got {mode!r}")
+    return fuse_base(ir_y, vis_y, mode)
 
 
 def residual_sigmoid(delta: torch.Tensor, base: torch.Tensor | None) -> torch.Tensor:

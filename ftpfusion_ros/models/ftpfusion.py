@@ -48,7 +48,8 @@ from ..nn.block_attention import SparseCrossModalAttention
 from ..nn.colour import rgb_to_y, ycbcr_to_rgb
 from ..nn.frequency import FrequencySplit
 from ..nn.lowfreq import LFPM, LTCM, mix_frames
-from ..nn.stabilise import TemporalStabiliser, apply_gain, fuse_base
+from ..nn.base_fusion import fuse_base
+from ..nn.stabilise import TemporalStabiliser, apply_gain
 from .base import FusionModel
 from .registry import register_model
 

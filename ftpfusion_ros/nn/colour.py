@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-_KR, _KG, _KB = 0.299, 0.587, 0.114
+from ..bt601 import KB as _KB, KG as _KG, KR as _KR
 
 
 def rgb_to_y(rgb: torch.Tensor, dim: int = 1) -> torch.Tensor:

@@ -30,12 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .base_fusion import fuse_base
+
 _EPS = 1e-4
-
-
-def fuse_base(ir: torch.Tensor, y_vis: torch.Tensor, mode: str = "max") -> torch.Tensor:
-    """The per-pixel base fusion FTPFusion refines: ``max`` or ``mean`` of IR and visible luminance."""
-    return torch.maximum(ir, y_vis) if mode == "max" else 0.5 * (ir + y_vis)
 
 
 def apply_gain(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
