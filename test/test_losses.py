@@ -157,3 +157,51 @@ def test_ftpfusion_loss_rejects_bad_settings():
         FTPFusionLoss(otc_options={"radius_typo": 3})
     with pytest.raises(TypeError):
         build_loss("ftpfusion", {"intensityy": 1.0})
+
+
+def test_edge_transfer_is_the_qabf_metric_and_differentiable(rng):
+    """The training loss's Qabf equals the evaluation metric (metrics.spatial.qabf) on the same frames."""
+    from ftpfusion_ros.losses.common import edge_transfer
+    from ftpfusion_ros.metrics.spatial import qabf
+
+    a, b = _texture(rng, 48, 64), _texture(rng, 48, 64)
+    for f in (np.maximum(a, b), 0.5 * (a + b), 0.7 * a + 0.1 * _texture(rng, 48, 64)):
+        ref = qabf(255.0 * f, 255.0 * a, 255.0 * b)
+        got = edge_transfer(*(torch.from_numpy(x).float()[None, None] for x in (f, a, b)))
+        assert float(got[0]) == pytest.approx(ref, abs=2e-3)
+    fused = torch.from_numpy(0.5 * (a + b)).float()[None, None].requires_grad_(True)
+    ta, tb = (torch.from_numpy(x).float()[None, None] for x in (a, b))
+    (1 - edge_transfer(fused, ta, tb)).sum().backward()
+    assert torch.isfinite(fused.grad).all() and fused.grad.abs().max() > 0
+
+
+def test_detail_target_takes_the_stronger_edge_with_its_sign():
+    from ftpfusion_ros.losses.common import detail_loss, detail_target, sobel_xy
+
+    a = torch.zeros(1, 1, 16, 16)
+    a[..., :, 8:] = 1.0           # a strong vertical edge
+    b = torch.zeros(1, 1, 16, 16)
+    b[..., 8:, :] = 0.2           # a weak horizontal one, crossing it
+    tx, ty = detail_target(a, b)
+    ax, _ = sobel_xy(a)
+    _, by = sobel_xy(b)
+    assert torch.equal(tx[..., 2, 7], ax[..., 2, 7]) and float(ty[..., 12, 2]) == pytest.approx(float(by[..., 12, 2]))
+    assert float(detail_loss(a, a, torch.zeros_like(a), scales=1)) == 0.0  # one source: itself is the target
+    assert float(detail_loss(b, a, b, scales=1)) > 0.0
+
+
+def test_temporal_term_is_zero_for_a_residual_that_moves_with_the_scene_and_positive_for_flicker(rng):
+    """Consecutive outputs whose residual (output - base) is the previous one shifted like the scene cost
+    nothing; a residual that changes on a steady base costs."""
+    loss = FTPFusionLoss(intensity=0, gradient=0, colour=0, otc=0, temporal=1.0)
+    base = torch.full((1, 1, 2, 32, 32), 0.5)
+    res = torch.from_numpy(0.05 * _texture(rng, 32, 32)).float()
+    steady = (base + res).expand(1, 3, 2, 32, 32).clone()  # grey frames: Y = the value
+    aux = {"base": base, "shift": torch.zeros(1, 1, 2)}
+    zero, _ = loss(steady[:, :1], steady, steady, aux)
+    flicker = steady.clone()
+    flicker[:, :, 1] += 0.03 * torch.from_numpy(_texture(rng, 32, 32)).float()
+    more, terms = loss(steady[:, :1], steady, flicker, aux)
+    assert float(zero) == pytest.approx(0.0, abs=1e-7) and float(more) > 1e-3 and "temporal" in terms
+    with pytest.raises(ValueError, match="base"):
+        loss(steady[:, :1], steady, steady, {})

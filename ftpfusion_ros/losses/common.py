@@ -110,6 +110,39 @@ def detail_loss(fused_y: torch.Tensor, a: torch.Tensor, b: torch.Tensor, scales:
     return total / n
 
 
+_QG = (0.9994, 15.0, 0.5)  # Qabf's edge-strength sigmoid: Gamma, kappa, sigma (metrics.spatial, METRICS.md)
+_QA = (0.9879, 22.0, 0.8)  # and its orientation sigmoid
+
+
+def edge_transfer(fused_y: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Differentiable Qabf (Xydeas & Petrovic, the project's ``xydeas`` convention: 3x3 Sobel, zero
+    padding, alpha = atan(sy/sx)) per frame, (N,) in [0, 1]: the share of the sources' edge strength and
+    orientation that reaches the fused frame. Equal to :func:`ftpfusion_ros.metrics.spatial.qabf` up to
+    float rounding and the measure-zero cases (sx == 0, equal strengths) that the metric special-cases;
+    ``1 - edge_transfer`` is a training loss that rewards edges of *both* cameras, at their own strength."""
+    def sobel(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = flatten_clip(x).float()
+        k = torch.stack((_SOBEL_X, _SOBEL_X.t())).to(dtype=x.dtype, device=x.device)[:, None]
+        g = F.conv2d(x, k, padding=1)  # zero padding, as the metric
+        sx, sy = g[:, :1], g[:, 1:]
+        strength = torch.sqrt(sx * sx + sy * sy + 1e-12)
+        sx = torch.where(sx.abs() < 1e-6, torch.full_like(sx, 1e-6), sx)
+        return strength, torch.atan(sy / sx)
+
+    g_f, al_f = sobel(fused_y)
+    total = 0.0
+    weight = 0.0
+    for src in (a, b):
+        g_x, al_x = sobel(src)
+        with torch.no_grad():
+            weight = weight + g_x
+        ratio = torch.minimum(g_x, g_f) / torch.maximum(g_x, g_f)
+        orient = 1.0 - (al_x - al_f).abs() / (math.pi / 2)
+        q = (_QG[0] * torch.sigmoid(_QG[1] * (ratio - _QG[2]))) * (_QA[0] * torch.sigmoid(_QA[1] * (orient - _QA[2])))
+        total = total + (q * g_x).sum((1, 2, 3))
+    return total / weight.sum((1, 2, 3)).clamp_min(1e-12)
+
+
 def gaussian_kernel1d(size: int, sigma: float, dtype: torch.dtype = torch.float32,
                       device: torch.device | str | None = None) -> torch.Tensor:
     if size < 1 or size % 2 == 0:

@@ -6,6 +6,7 @@
   L_ssim     = 1 - SSIM(F, max(IR, VIS))                           (eq. 4)
   + w_detail * multi-scale signed-gradient detail loss (losses.common.detail_loss; ours, default 0: the
     paper objective alone is flat at the max-fusion start on real video, see docs/models.md)
+  + w_edge * (1 - differentiable Qabf) (losses.common.edge_transfer; ours, default 0)
 
 F is the fused luminance (the model's ``aux['fused_y']`` when present, else the Y of the fused RGB).
 Choice: eq. 3's "l2-norm" is reduced like eq. 2, as a mean of squares over pixels (``gradient_reduction
@@ -17,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .common import check_weight, detail_loss, frame_luminances, intensity_target, sobel_magnitude, ssim_loss
+from .common import check_weight, detail_loss, edge_transfer, frame_luminances, intensity_target, sobel_magnitude, ssim_loss
 from .registry import register_loss
 
 _REDUCTIONS = ("mse", "rms", "l1")
@@ -39,13 +40,15 @@ class F3NetLoss(nn.Module):
     """Pixel + gradient + SSIM loss with the paper's weights (1, 100, 10)."""
 
     def __init__(self, w_pixel: float = 1.0, w_gradient: float = 100.0, w_ssim: float = 10.0,
-                 gradient_reduction: str = "mse", w_detail: float = 0.0) -> None:
+                 gradient_reduction: str = "mse", w_detail: float = 0.0,
+                 w_edge: float = 0.0) -> None:
         super().__init__()
         if gradient_reduction not in _REDUCTIONS:
             raise ValueError(f"gradient_reduction must be one of {_REDUCTIONS}, got {gradient_reduction!r}")
         self.w_pixel, self.w_gradient, self.w_ssim = w_pixel, w_gradient, w_ssim
         self.gradient_reduction = gradient_reduction
         self.w_detail = check_weight("w_detail", w_detail)
+        self.w_edge = check_weight("w_edge", w_edge)
 
     def forward(self, ir: torch.Tensor, vis: torch.Tensor, fused: torch.Tensor,
                 aux: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -58,4 +61,7 @@ class F3NetLoss(nn.Module):
         if self.w_detail > 0:
             terms["detail"] = detail_loss(f, ir_y, vis_y)
             total = total + self.w_detail * terms["detail"]
+        if self.w_edge > 0:
+            terms["edge"] = 1.0 - edge_transfer(f, ir_y, vis_y).mean()
+            total = total + self.w_edge * terms["edge"]
         return total, {k: v.detach() for k, v in terms.items()}

@@ -11,6 +11,9 @@ Node-matched terms (need the aux outputs of FTPFusion's causal ``forward_train``
              low-pass), so the network refines detail and cannot bring back flicker or shift brightness
   detail   : multi-scale signed-gradient L1 to the choose-max-abs gradients of the two sources
              (:func:`.common.detail_loss`): what the base loses
+  edge     : 1 - differentiable Qabf of the output against the two sources (:func:`.common.edge_transfer`):
+             the edges of both cameras at their own strength and orientation, which the stabilised base
+             softens
   temporal : consecutive outputs' residuals (Y_F - base) agree after the global shift between them, where
              the base itself agrees (a bilateral weight on the aligned base difference): the network may
              not add detail that flickers from frame to frame
@@ -24,22 +27,22 @@ import torch
 from torch import nn
 
 from ..nn.stabilise import TemporalStabiliser
-from .common import check_weight, chroma, detail_loss, flatten_clip, gaussian_blur, intensity_target, luminance, sobel_magnitude
+from .common import check_weight, chroma, detail_loss, edge_transfer, flatten_clip, gaussian_blur, intensity_target, luminance, sobel_magnitude
 from .otc import OTCLoss
 from .registry import register_loss
 
-_TERMS = ("intensity", "gradient", "colour", "otc", "base", "detail", "temporal")
+_TERMS = ("intensity", "gradient", "colour", "otc", "base", "detail", "edge", "temporal")
 
 
 @register_loss("ftpfusion")
 class FTPFusionLoss(nn.Module):
     def __init__(self, intensity: float = 1.0, gradient: float = 2.0, colour: float = 1.0, otc: float = 0.5,
-                 base: float = 0.0, detail: float = 0.0, temporal: float = 0.0,
+                 base: float = 0.0, detail: float = 0.0, edge: float = 0.0, temporal: float = 0.0,
                  otc_options: dict[str, Any] | None = None, base_sigma: float = 2.0, detail_scales: int = 3,
                  temporal_sigma: float = 0.03) -> None:
         super().__init__()
         values = dict(intensity=intensity, gradient=gradient, colour=colour, otc=otc, base=base, detail=detail,
-                      temporal=temporal)
+                      edge=edge, temporal=temporal)
         if base_sigma <= 0 or temporal_sigma <= 0 or int(detail_scales) < 1:
             raise ValueError(f"loss needs base_sigma > 0, temporal_sigma > 0, detail_scales >= 1; got "
                              f"{base_sigma}, {temporal_sigma}, {detail_scales}")
@@ -79,6 +82,8 @@ class FTPFusionLoss(nn.Module):
                              - gaussian_blur(base_f, size, self.base_sigma)).abs().mean()
         if self.weights["detail"] > 0:
             terms["detail"] = detail_loss(y_f, ir_f, y_v, self.detail_scales)
+        if self.weights["edge"] > 0:
+            terms["edge"] = 1.0 - edge_transfer(y_f, luminance(ir_f), y_v).mean()
         if self.weights["temporal"] > 0:
             terms["temporal"] = self._temporal(fused, aux)
         total = sum(self.weights[k] * v for k, v in terms.items())

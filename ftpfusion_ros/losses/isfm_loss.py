@@ -7,6 +7,7 @@
   L_ssim = (1 - SSIM(F, IR)) / 2 + (1 - SSIM(F, VIS)) / 2                 (eq. 22)
   + w_detail * multi-scale signed-gradient detail loss (losses.common.detail_loss; ours, default 0: the
     paper objective alone is flat at the max-fusion start on real video, see docs/models.md)
+  + w_edge * (1 - differentiable Qabf) (losses.common.edge_transfer; ours, default 0)
 
 F is the fused luminance (the model's ``aux['fused_y']`` when present, else the Y of the fused RGB);
 IR and VIS are the sources' luminance. |grad| is the project's Sobel magnitude (losses.common).
@@ -16,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .common import check_weight, detail_loss, frame_luminances, intensity_target, sobel_magnitude, ssim_loss
+from .common import check_weight, detail_loss, edge_transfer, frame_luminances, intensity_target, sobel_magnitude, ssim_loss
 from .registry import register_loss
 
 
@@ -25,10 +26,12 @@ class ISFMLoss(nn.Module):
     """Content + intensity + gradient + SSIM loss with the paper's weights (1, 5, 5, 0.5)."""
 
     def __init__(self, w_content: float = 1.0, w_intensity: float = 5.0, w_gradient: float = 5.0,
-                 w_ssim: float = 0.5, w_detail: float = 0.0) -> None:
+                 w_ssim: float = 0.5, w_detail: float = 0.0,
+                 w_edge: float = 0.0) -> None:
         super().__init__()
         self.w_content, self.w_intensity, self.w_gradient, self.w_ssim = w_content, w_intensity, w_gradient, w_ssim
         self.w_detail = check_weight("w_detail", w_detail)
+        self.w_edge = check_weight("w_edge", w_edge)
 
     def forward(self, ir: torch.Tensor, vis: torch.Tensor, fused: torch.Tensor,
                 aux: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -44,4 +47,7 @@ class ISFMLoss(nn.Module):
         if self.w_detail > 0:
             terms["detail"] = detail_loss(f, ir_y, vis_y)
             total = total + self.w_detail * terms["detail"]
+        if self.w_edge > 0:
+            terms["edge"] = 1.0 - edge_transfer(f, ir_y, vis_y).mean()
+            total = total + self.w_edge * terms["edge"]
         return total, {k: v.detach() for k, v in terms.items()}

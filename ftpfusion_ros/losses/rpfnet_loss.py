@@ -32,7 +32,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .common import check_weight, detail_loss, flatten_clip, frame_luminances, sobel_magnitude, sobel_xy, ssim_loss
+from .common import check_weight, detail_loss, edge_transfer, flatten_clip, frame_luminances, sobel_magnitude, sobel_xy, ssim_loss
 from .registry import register_loss
 
 _STAT_EPS = 1e-6   # guards the standardisation of a constant image
@@ -108,7 +108,8 @@ class RPFNetLoss(nn.Module):
 
     def __init__(self, lambda1: float = 0.3, lambda2: float = 5.0, ss_weight: float = 1.0, eps: float = 1e-9,
                  literal_negatives: bool = False, weight_residual: str = "vis_minus_ir",
-                 w_detail: float = 0.0) -> None:
+                 w_detail: float = 0.0,
+                 w_edge: float = 0.0) -> None:
         super().__init__()
         self.lambda1 = lambda1
         self.lambda2 = lambda2
@@ -119,6 +120,7 @@ class RPFNetLoss(nn.Module):
             raise ValueError(f"weight_residual must be 'vis_minus_ir' or 'ir_minus_vis', got {weight_residual!r}")
         self.weight_residual = weight_residual
         self.w_detail = check_weight("w_detail", w_detail)
+        self.w_edge = check_weight("w_edge", w_edge)
 
     def forward(self, ir: torch.Tensor, vis: torch.Tensor, fused: torch.Tensor,
                 aux: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -131,6 +133,9 @@ class RPFNetLoss(nn.Module):
         if self.w_detail > 0:
             terms["detail"] = detail_loss(f, ir_y, vis_y)
             total = total + self.w_detail * terms["detail"]
+        if self.w_edge > 0:
+            terms["edge"] = 1.0 - edge_transfer(f, ir_y, vis_y).mean()
+            total = total + self.w_edge * terms["edge"]
         if "residual" in aux:
             l_grad, l_reg = saliency_structure(flatten_clip(aux["residual"]).float(), ir_y, vis_y, self.lambda1)
             l_ss = l_grad + l_reg
