@@ -24,6 +24,7 @@ from collections import deque
 from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 
@@ -118,8 +119,12 @@ class FusionNode(Node):
                              self.create_publisher(Image, "aligned/visible", out_qos)) if self.publish_aligned else None
         self._pub_status = self.create_publisher(status_type, "fused/status", out_qos)
         self._pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.pairs_lost = 0  # FramePair samples the DDS reader reports lost (too large for the transport?)
+        self._lost_reported = 0
         if subscribe_pairs:
-            self.create_subscription(frame_pair_type, "frame_pair", lambda m: self.submit(pair_from_msg(m)), in_qos)
+            lost = SubscriptionEventCallbacks(message_lost=self._on_lost)
+            self.create_subscription(frame_pair_type, "frame_pair", lambda m: self.submit(pair_from_msg(m)), in_qos,
+                                     event_callbacks=lost)
 
         # Counters (written by the worker / executor threads, read by diagnostics; ints are atomic enough).
         self.pairs_received = 0
@@ -155,6 +160,9 @@ class FusionNode(Node):
     @property
     def pairs_dropped(self) -> int:
         return self.queue_overflows + self.input_errors + self.internal_errors
+
+    def _on_lost(self, event: Any) -> None:
+        self.pairs_lost += int(event.total_count_change)
 
     # -- input ------------------------------------------------------------------------------------
     def submit(self, pair: ImagePair) -> None:
@@ -305,6 +313,7 @@ class FusionNode(Node):
             "internal_errors": self.internal_errors,
             "time_jumps": self.time_jumps,
             "size_changes": self.size_changes,
+            "pairs_lost_in_transport": self.pairs_lost,
             "last_error": self.last_error,
             "latency_ms_p50": self._engine_ms.percentile(50),
             "latency_ms_p99": self._engine_ms.percentile(99),
@@ -328,6 +337,10 @@ class FusionNode(Node):
             2.0, 2 * (self._diag_timer.timer_period_ns * 1e-9 if self._diag_timer else 1.0))
         if recent_error:
             level, message = ERROR, self.last_error
+        elif self.pairs_lost > self._lost_reported:
+            level, message = WARN, (f"{self.pairs_lost - self._lost_reported} pair(s) lost in transport: FramePair "
+                                    "larger than the DDS transport carries? Point FASTDDS_DEFAULT_PROFILES_FILE at "
+                                    "config/fastdds_large_images.xml, or run composed")
         elif quiet > self.silence_timeout:
             level, message = WARN, f"no input pairs for {quiet:.1f} s"
         elif self.flicker_warn > 0 and values["flicker_score"] > self.flicker_warn:
@@ -335,6 +348,7 @@ class FusionNode(Node):
                                     "more than the cameras")
         else:
             level, message = OK, f"fusing at {values['fused_rate_hz']:.1f} Hz"
+        self._lost_reported = self.pairs_lost
         self._pub_diag.publish(make_array(self.get_clock().now().to_msg(), f"{self.get_name()}: fusion", level,
                                           message, str(self.engine.device), values))
 

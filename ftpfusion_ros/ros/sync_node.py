@@ -15,6 +15,7 @@ import time
 from typing import Any, Callable
 
 from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 
@@ -68,6 +69,8 @@ class SyncNode(Node):
         self._infos: list[Any] = [None, None]
         self._newest = [None, None]  # newest stamp (ns) seen per camera
         self.time_jumps = 0
+        self.frames_lost = [0, 0]        # per camera: samples the DDS reader reports lost in transport
+        self._lost_reported = [0, 0]     # frames_lost at the last diagnostics
         self._pair_pub = None
         if publish_pairs:
             frame_pair_type, _ = load_interfaces()
@@ -82,7 +85,9 @@ class SyncNode(Node):
         if message_filters is not None:
             self.backend = "message_filters"
             self._stats = SyncStats(received=[0, 0], dropped=[0, 0])
-            subs = [message_filters.Subscriber(self, Image, t, qos_profile=in_qos) for t in topics]
+            # message_filters passes extra keyword arguments on to create_subscription
+            subs = [message_filters.Subscriber(self, Image, t, qos_profile=in_qos, event_callbacks=self._lost_events(i))
+                    for i, t in enumerate(topics)]
             for i, sub in enumerate(subs):
                 sub.registerCallback(self._mf_input, i)  # before the synchroniser's own callback
             self._mf_subs = subs
@@ -94,7 +99,8 @@ class SyncNode(Node):
             self._policy = ApproximateTimePolicy(2, self.queue_size, self.slop)
             self._stats = self._policy.stats
             for i, topic in enumerate(topics):
-                self.create_subscription(Image, topic, lambda msg, i=i: self._builtin_add(i, msg), in_qos)
+                self.create_subscription(Image, topic, lambda msg, i=i: self._builtin_add(i, msg), in_qos,
+                                         event_callbacks=self._lost_events(i))
         if use_info:
             for i, topic in enumerate(("ir/camera_info", "visible/camera_info")):
                 self.create_subscription(CameraInfo, topic, lambda msg, i=i: self._infos.__setitem__(i, msg),
@@ -105,6 +111,14 @@ class SyncNode(Node):
             f"({self.backend}, slop {self.slop * 1e3:.0f} ms, queue {self.queue_size})"
             + (f" -> {self._pair_pub.topic_name}" if self._pair_pub else "")
         )
+
+    def _lost_events(self, index: int) -> SubscriptionEventCallbacks:
+        """The DDS reader's "message lost" event: a frame too large for the transport (e.g. 4000x3000 over
+        Fast DDS without the large-image profile) never arrives, and without this the only symptom would be
+        a camera that seems silent."""
+        def on_lost(event) -> None:
+            self.frames_lost[index] += int(event.total_count_change)
+        return SubscriptionEventCallbacks(message_lost=on_lost)
 
     # -- pairing ----------------------------------------------------------------------------------
     def _check_time(self, index: int, msg: Image) -> None:
@@ -176,6 +190,8 @@ class SyncNode(Node):
             "skew_abs_max_ms": st.skew_abs_max_s * 1e3,
             "last_skew_ms": st.last_skew_s * 1e3,
             "time_jumps": self.time_jumps,
+            "frames_lost_ir": self.frames_lost[IR],
+            "frames_lost_visible": self.frames_lost[VIS],
         }
 
     def publish_diagnostics(self) -> None:
@@ -186,19 +202,30 @@ class SyncNode(Node):
             "pair_rate_hz": self._pair_meter.rate(now),
         }
         values.update(self.stats())
-        silent = []
-        for name, meter in (("IR", self._meters[IR]), ("visible", self._meters[VIS])):
-            quiet = meter.silent_for(now)
+        problems = []
+        for i, name in ((IR, "IR"), (VIS, "visible")):
+            quiet = self._meters[i].silent_for(now)
             quiet = now - self._started if quiet is None else quiet
             values[f"{name.lower()}_silent_s"] = quiet
             if quiet > self.silence_timeout:
-                silent.append(f"no {name} images for {quiet:.1f} s")
-        level, message = (WARN, "; ".join(silent)) if silent else (OK, f"pairing at {values['pair_rate_hz']:.1f} Hz")
+                problems.append(f"no {name} images for {quiet:.1f} s")
+            lost = self.frames_lost[i] - self._lost_reported[i]
+            self._lost_reported[i] = self.frames_lost[i]
+            if lost > 0:
+                problems.append(f"{lost} {name} frame(s) lost in transport{self._size_hint(i)}")
+        level, message = (WARN, "; ".join(problems)) if problems else (OK, f"pairing at {values['pair_rate_hz']:.1f} Hz")
         values["slop_ms"] = self.slop * 1e3
         values["queue_size"] = self.queue_size
         self._diag_pub.publish(make_array(self.get_clock().now().to_msg(), f"{self.get_name()}: synchronizer",
                                           level, message, "ftpfusion_ros", values))
 
+
+    def _size_hint(self, index: int) -> str:
+        """Why frames may be lost: their size, from the camera's camera_info (small enough to arrive)."""
+        info = self._infos[index]
+        size = f" ({info.width}x{info.height} per camera_info)" if info is not None and info.width else ""
+        return (f"{size}: frames larger than the DDS transport carries? Point FASTDDS_DEFAULT_PROFILES_FILE at "
+                "the package's config/fastdds_large_images.xml (the launch files do)")
 
     def destroy_node(self) -> None:
         if not hasattr(self, "_diag_pub"):  # __init__ failed (bad parameter): no statistics to report
