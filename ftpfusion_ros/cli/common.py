@@ -39,12 +39,16 @@ def add_engine_arguments(parser: argparse.ArgumentParser, default_model: str = D
     g.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
                    help="model config key over the checkpoint's, repeatable or comma-separated "
                         "(e.g. stabiliser=false: FTPFusion without its temporal stabiliser)")
+    g.add_argument("--registration", metavar="FILE",
+                   help="IR->visible registration YAML written by `ftpfusion calibrate` (key homography: 3x3, "
+                        "IR pixel -> visible pixel); default: none (IR resized onto the visible frame)")
 
 
 def engine_config(args: argparse.Namespace, **overrides) -> EngineConfig:
     cfg = EngineConfig(model=args.model, checkpoint=args.checkpoint, device=args.device,
                        precision=args.precision, window=args.window, lookahead=args.lookahead,
-                       model_options=parse_model_options(args.model_option))
+                       model_options=parse_model_options(args.model_option),
+                       registration_file=getattr(args, "registration", None))
     for key, value in overrides.items():
         setattr(cfg, key, value)
     return cfg

@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, str] = {
     "bag": "fuse a rosbag offline into a new bag with the fused topics added",
     "train": "train a fusion model from a YAML config",
     "export": "export a model to TorchScript/ONNX",
+    "calibrate": "estimate the IR->visible registration (homography) from scenes or a heated target",
 }
 
 

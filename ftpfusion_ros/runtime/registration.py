@@ -1,10 +1,15 @@
-"""Registration of the IR image onto the visible camera's pixel grid (configured homography)."""
+"""Registration of the IR image onto the visible camera's pixel grid: a configured homography, or a
+registration file written by `ftpfusion calibrate` (see runtime/calibration.py and docs/calibration.md)."""
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Sequence
 
 import cv2
 import numpy as np
+import yaml
 
 
 def parse_homography(values: Sequence[float] | Sequence[Sequence[float]] | None) -> np.ndarray | None:
@@ -34,3 +39,98 @@ def register_ir(ir: np.ndarray, size_wh: tuple[int, int], homography: np.ndarray
     if ir.shape[:2] != (h, w):
         return cv2.resize(ir, (w, h), interpolation=cv2.INTER_LINEAR)
     return ir
+
+
+#: relative aspect-ratio change up to which a registration is rescaled to other image sizes
+RESCALE_ASPECT_TOLERANCE = 0.01
+
+
+@dataclass
+class RegistrationFile:
+    """A registration written by `ftpfusion calibrate` (or by hand): the IR->visible homography and the
+    image sizes it was estimated for."""
+
+    homography: np.ndarray                  # 3x3, IR pixel -> visible pixel
+    ir_size: tuple[int, int] | None = None  # (W, H); None: not recorded, used as is
+    vis_size: tuple[int, int] | None = None
+    path: str = ""
+    model: str = ""
+    _cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def for_sizes(self, ir_size: tuple[int, int], vis_size: tuple[int, int]) -> np.ndarray:
+        """The homography for frames of these sizes (W, H).
+
+        A camera publishing a resized image (binning, a lower-resolution mode) keeps its field of view, so
+        the mapping is rescaled; a different aspect ratio means a crop or another camera and is refused
+        (ValueError): warping with the wrong matrix would fuse misaligned images without a word.
+        """
+        key = (tuple(ir_size), tuple(vis_size))
+        if key in self._cache:
+            return self._cache[key]
+        h = self.homography
+        scales = []
+        for what, rec, cur in (("IR", self.ir_size, ir_size), ("visible", self.vis_size, vis_size)):
+            if rec is None or tuple(rec) == tuple(cur):
+                scales.append((1.0, 1.0))
+                continue
+            sx, sy = cur[0] / rec[0], cur[1] / rec[1]
+            if abs(sx / sy - 1.0) > RESCALE_ASPECT_TOLERANCE:
+                raise ValueError(f"{what} image {cur[0]}x{cur[1]} does not match the registration "
+                                 f"{self.path or ''} made for {rec[0]}x{rec[1]} (other aspect ratio); "
+                                 "recalibrate with `ftpfusion calibrate` for these cameras")
+            scales.append((sx, sy))
+        (ix, iy), (vx, vy) = scales
+        h = np.diag([vx, vy, 1.0]) @ h @ np.diag([1.0 / ix, 1.0 / iy, 1.0])
+        h = h / h[2, 2]
+        self._cache[key] = h
+        return h
+
+
+def _size(value, key: str, path: str) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    try:
+        w, h = (int(v) for v in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"registration file {path}: {key} must be [width, height], got {value!r}") from None
+    if w <= 0 or h <= 0:
+        raise ValueError(f"registration file {path}: {key} must be positive, got {value!r}")
+    return w, h
+
+
+def load_registration(path: str | os.PathLike) -> RegistrationFile:
+    """Read a registration YAML: key ``homography`` (3x3 nested or 9 numbers, row-major, IR pixel ->
+    visible pixel), optional ``ir_size``/``vis_size`` ([W, H]). Errors name the file."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"registration file {p} does not exist")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        raise ValueError(f"registration file {p} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict) or "homography" not in data:
+        raise ValueError(f"registration file {p} has no 'homography' key (3x3, row-major, IR pixel -> "
+                         "visible pixel); write one with `ftpfusion calibrate`")
+    try:
+        h = parse_homography(data["homography"])
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"registration file {p}: {exc}") from None
+    if h is None:
+        raise ValueError(f"registration file {p}: 'homography' is empty")
+    return RegistrationFile(homography=h, ir_size=_size(data.get("ir_size"), "ir_size", str(p)),
+                            vis_size=_size(data.get("vis_size"), "vis_size", str(p)), path=str(p),
+                            model=str(data.get("model", "")))
+
+
+def save_registration(path: str | os.PathLike, data: dict) -> Path:
+    """Write a registration mapping as YAML, atomically: a reader never sees half a file, and a failed
+    run leaves no file behind."""
+    p = Path(path)
+    if p.parent and not p.parent.exists():
+        p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(p.name + ".tmp")
+    header = ("# IR -> visible registration written by `ftpfusion calibrate`.\n"
+              "# homography: 3x3, row-major, maps an IR pixel (x, y, 1) to a visible pixel.\n")
+    tmp.write_text(header + yaml.safe_dump(data, sort_keys=False, default_flow_style=None))
+    os.replace(tmp, p)
+    return p
