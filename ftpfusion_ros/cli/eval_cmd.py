@@ -45,6 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--checkpoint", action="append", metavar="MODEL=PATH",
                      help="checkpoint of a learned model (repeatable or comma-separated)")
     run.add_argument("--lookahead", type=int, default=0, help="engine look-ahead frames (default 0: causal)")
+    run.add_argument("--registration", metavar="FILE",
+                     help="with --models: IR->visible registration YAML of `ftpfusion calibrate` for the engine")
     run.add_argument("--model-option", action="append", metavar="[MODEL:]KEY=VALUE",
                      help="model config key over the checkpoint's (repeatable or comma-separated); "
                           "KEY=VALUE for every model, MODEL:KEY=VALUE for one")
@@ -121,6 +123,8 @@ def run(args: argparse.Namespace) -> int:
 
     if bool(args.models) == bool(args.pred):
         raise ValueError("give exactly one of --models (run models) or --pred (score fused frames)")
+    if args.registration and not (args.models and args.images is None):
+        raise ValueError("--registration applies to --models runs on sequences (not --pred or --images)")
     if args.images is not None:
         from .eval_images import run_images
 
@@ -152,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
                          frames=args.frames, stride=args.stride, perturb=perturb, include_clean=not args.no_clean,
                          metrics=metrics, conventions=conventions, flow=args.flow,
                          spatial_stride=args.spatial_stride, slice_column=slice_col,
-                         progress=not args.no_progress)
+                         progress=not args.no_progress, registration_file=args.registration)
         res = evaluate_models(seqs, cfg)
     else:
         if args.perturb or args.checkpoint:

@@ -44,6 +44,8 @@ class EvalConfig:
     precision: str = "auto"
     lookahead: int = 0
     allow_untrained: bool = False
+    #: IR->visible registration YAML (`ftpfusion calibrate`) for every engine; None: IR resized only
+    registration_file: str | None = None
     #: evaluate at most this many frames per sequence (after striding); None = all
     frames: int | None = None
     #: use every stride-th input frame (temporal metrics then see stride-times larger motion)
@@ -177,7 +179,8 @@ def engine_configs(cfg: EvalConfig) -> dict[str, Any]:
     for m in cfg.models:
         ec = EngineConfig(model=m, checkpoint=cfg.checkpoints.get(m), device=cfg.device, precision=cfg.precision,
                           lookahead=cfg.lookahead, allow_untrained=cfg.allow_untrained,
-                          model_options=dict(cfg.model_options.get(m, {})))
+                          model_options=dict(cfg.model_options.get(m, {})),
+                          registration_file=cfg.registration_file)
         out[m] = ec
         if cfg.bases and model_class(m).learned:
             out[base_label(m)] = dataclasses.replace(ec, model_options={**ec.model_options, "refine": False})
