@@ -293,3 +293,36 @@ def test_eval_with_a_registration_scores_the_aligned_fusion(tmp_path, capsys):
     assert main(["eval", "--ir", str(ir_dir), "--vis", str(vis_dir), "--pred", str(vis_dir), "--out",
                  str(tmp_path / "p"), "--registration", str(reg)]) != 0
     assert "--registration applies to --models" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------- camera_info + TF
+def test_homography_from_intrinsics_and_extrinsics_maps_points_of_the_plane():
+    from ftpfusion_ros.runtime.registration import (homography_from_cameras, quaternion_matrix,
+                                                    registration_from_cameras)
+
+    k_ir = [400.0, 0.0, 160.0, 0.0, 400.0, 128.0, 0.0, 0.0, 1.0]           # 320x256, ~44 deg
+    k_vis = [600.0, 0.0, 320.0, 0.0, 600.0, 240.0, 0.0, 0.0, 1.0]          # 640x480, ~56 deg
+    yaw = math.radians(2.0)  # IR camera turned 2 deg about the visible camera's vertical axis
+    quat = (0.0, math.sin(yaw / 2), 0.0, math.cos(yaw / 2))
+    t = (-0.06, 0.01, 0.0)   # 6 cm baseline
+    r = quaternion_matrix(*quat)
+    depth = 8.0
+    h = homography_from_cameras(k_ir, k_vis, r, t, depth)
+    # project points of the plane z_ir = depth into both cameras: the homography must agree
+    ki, kv = np.reshape(k_ir, (3, 3)), np.reshape(k_vis, (3, 3))
+    pts = np.array([[x, y, depth] for x in (-3.0, 0.0, 2.5) for y in (-2.0, 1.5)])
+    uv_ir = (pts @ ki.T)[:, :2] / depth
+    cam_vis = pts @ r.T + np.asarray(t)
+    uv_vis = (cam_vis @ kv.T)[:, :2] / cam_vis[:, 2:3]
+    np.testing.assert_allclose(map_points(h, uv_ir), uv_vis, atol=1e-6)
+    # same cameras, no offset: identity; far away the baseline stops mattering
+    np.testing.assert_allclose(homography_from_cameras(k_vis, k_vis, np.eye(3), (0, 0, 0), 5.0), np.eye(3),
+                               atol=1e-12)
+    far = homography_from_cameras(k_ir, k_vis, r, t, 1e6)
+    np.testing.assert_allclose(far, homography_from_cameras(k_ir, k_vis, r, (0, 0, 0), 1.0), atol=1e-4)
+    reg = registration_from_cameras(k_ir, (320, 256), k_vis, (640, 480), t, quat, depth)
+    np.testing.assert_allclose(reg.for_sizes((320, 256), (640, 480)), h)
+    with pytest.raises(ValueError, match="intrinsics"):
+        homography_from_cameras([0.0] * 9, k_vis, r, t, depth)
+    with pytest.raises(ValueError, match="depth"):
+        homography_from_cameras(k_ir, k_vis, r, t, 0.0)

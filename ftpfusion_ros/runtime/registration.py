@@ -134,3 +134,57 @@ def save_registration(path: str | os.PathLike, data: dict) -> Path:
     tmp.write_text(header + yaml.safe_dump(data, sort_keys=False, default_flow_style=None))
     os.replace(tmp, p)
     return p
+
+
+# ------------------------------------------------------------------ from the cameras' own calibration
+def quaternion_matrix(x: float, y: float, z: float, w: float) -> np.ndarray:
+    """3x3 rotation of a unit quaternion (x, y, z, w), the order of geometry_msgs/Quaternion and TF."""
+    q = np.array([x, y, z, w], dtype=np.float64)
+    n = float(np.linalg.norm(q))
+    if not np.isfinite(n) or n < 1e-9:
+        raise ValueError(f"quaternion {tuple(q)} is not a rotation")
+    x, y, z, w = q / n
+    return np.array([
+        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+    ])
+
+
+def homography_from_cameras(k_ir: Sequence[float], k_vis: Sequence[float], rotation: np.ndarray,
+                            translation: Sequence[float], depth_m: float) -> np.ndarray:
+    """IR pixel -> visible pixel homography of a plane facing the IR camera at `depth_m` metres.
+
+    k_ir, k_vis: the cameras' intrinsic matrices (camera_info ``k``: 9 numbers, row-major, or 3x3).
+    rotation (3x3), translation (m): the IR optical frame expressed in the visible optical frame, i.e.
+    X_vis = R X_ir + t for a point X (what TF's lookup_transform(visible_frame, ir_frame) gives). For the
+    points of the plane n.X_ir = d (n = optical axis), X_vis = (R + t n^T / d) X_ir, hence
+    H = K_vis (R + t n^T / d) K_ir^-1. Exact on that plane; nearer or farther points are offset by the
+    parallax of the baseline (docs/calibration.md). Lens distortion is not modelled: use rectified
+    images or keep it small.
+    """
+    ki = np.asarray(k_ir, dtype=np.float64).reshape(3, 3)
+    kv = np.asarray(k_vis, dtype=np.float64).reshape(3, 3)
+    r = np.asarray(rotation, dtype=np.float64).reshape(3, 3)
+    t = np.asarray(translation, dtype=np.float64).reshape(3)
+    if not (np.isfinite(depth_m) and depth_m > 0):
+        raise ValueError(f"registration depth must be > 0 m, got {depth_m}")
+    for name, k in (("IR", ki), ("visible", kv)):
+        if not np.all(np.isfinite(k)) or k[0, 0] <= 0 or k[1, 1] <= 0 or abs(np.linalg.det(k)) < 1e-12:
+            raise ValueError(f"{name} camera_info has no valid intrinsics (k = {k.ravel().tolist()}); "
+                             "is the camera calibrated?")
+    if not np.allclose(r @ r.T, np.eye(3), atol=1e-6) or np.linalg.det(r) <= 0:
+        raise ValueError("the rotation between the camera frames is not a rotation matrix")
+    n = np.array([0.0, 0.0, 1.0])
+    h = kv @ (r + np.outer(t, n) / float(depth_m)) @ np.linalg.inv(ki)
+    return h / h[2, 2]
+
+
+def registration_from_cameras(k_ir: Sequence[float], ir_size: tuple[int, int], k_vis: Sequence[float],
+                              vis_size: tuple[int, int], translation: Sequence[float],
+                              quaternion: Sequence[float], depth_m: float) -> RegistrationFile:
+    """The registration the engine takes, from two camera_info messages (k, width, height) and the TF
+    transform of the IR optical frame in the visible optical frame (translation, quaternion x y z w)."""
+    h = homography_from_cameras(k_ir, k_vis, quaternion_matrix(*quaternion), translation, depth_m)
+    return RegistrationFile(homography=h, ir_size=tuple(ir_size), vis_size=tuple(vis_size),
+                            path=f"camera_info + TF at {depth_m:g} m", model="homography")
