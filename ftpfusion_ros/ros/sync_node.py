@@ -232,10 +232,13 @@ class SyncNode(Node):
             super().destroy_node()
             return
         st = self.stats()
-        self.get_logger().info(
-            f"pairs formed {st['pairs_formed']}, frames dropped IR {st['frames_dropped_ir']} / visible "
-            f"{st['frames_dropped_visible']}, skew mean {st['skew_mean_ms']:.1f} ms, max |skew| "
-            f"{st['skew_abs_max_ms']:.1f} ms")
+        summary = (f"pairs formed {st['pairs_formed']}, frames dropped IR {st['frames_dropped_ir']} / visible "
+                   f"{st['frames_dropped_visible']}, skew mean {st['skew_mean_ms']:.1f} ms, max |skew| "
+                   f"{st['skew_abs_max_ms']:.1f} ms")
+        if self.context.ok():
+            self.get_logger().info(summary)
+        else:  # after Ctrl-C / SIGTERM the logger's /rosout publisher is gone and rcl would complain
+            print(f"[{self.get_name()}] {summary}", file=sys.stderr)
         super().destroy_node()
 
 
