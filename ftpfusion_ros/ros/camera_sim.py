@@ -23,6 +23,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 
 from .conversions import array_to_image, camera_info_for
+from .params import declare
 from .qos import PUBLISHER, declare_qos_parameters
 
 NODE_NAME = "ftpfusion_camera_sim"
@@ -32,30 +33,29 @@ SOURCES = ("synthetic", "files")
 class CameraSimNode(Node):
     def __init__(self, *, node_name: str = NODE_NAME, **node_kwargs: Any) -> None:
         super().__init__(node_name, **node_kwargs)
-        p = self.declare_parameter
-        self.rate = float(p("rate", 10.0).value)
-        source = str(p("source", "synthetic").value)
-        width, height = int(p("width", 320).value), int(p("height", 240).value)
-        self.ir_encoding = str(p("ir_encoding", "mono8").value)
-        self.ir_frame_id = str(p("ir_frame_id", "ir_camera").value)
-        self.vis_frame_id = str(p("vis_frame_id", "visible_camera").value)
-        self.ir_stamp_offset = float(p("ir_stamp_offset", 0.0).value)
-        self.max_frames = int(p("max_frames", 0).value)
-        self.exit_when_done = bool(p("exit_when_done", False).value)
-        self.publish_ir = bool(p("publish_ir", True).value)
-        self.publish_visible = bool(p("publish_visible", True).value)
-        self.loop = bool(p("loop", True).value)
-        wait_subs = float(p("wait_for_subscribers", 0.0).value)
-        self.min_subscribers = int(p("min_subscribers", 1).value)
-        seed = int(p("seed", 0).value)
-        ir_path, vis_path = str(p("ir_path", "").value), str(p("vis_path", "").value)
+
+        def p(name: str, default: Any, description: str = "", **checks: Any) -> Any:
+            return declare(self, name, default, description, **checks)
+
+        self.rate = p("rate", 10.0, "frame pairs per second", minimum=0.001)
+        source = p("source", "synthetic", "synthetic | files", choices=SOURCES)
+        width = p("width", 320, "synthetic image width", minimum=16, maximum=8192)
+        height = p("height", 240, "synthetic image height", minimum=16, maximum=8192)
+        self.ir_encoding = p("ir_encoding", "mono8", "synthetic IR encoding: mono8 | mono16",
+                             choices=("mono8", "mono16"))
+        self.ir_frame_id = p("ir_frame_id", "ir_camera", "IR header frame_id")
+        self.vis_frame_id = p("vis_frame_id", "visible_camera", "visible header frame_id")
+        self.ir_stamp_offset = p("ir_stamp_offset", 0.0, "s added to the IR stamps (to exercise the pairing)")
+        self.max_frames = p("max_frames", 0, "stop after this many pairs; 0: never", minimum=0)
+        self.exit_when_done = p("exit_when_done", False, "exit after max_frames")
+        self.publish_ir = p("publish_ir", True, "publish the IR camera")
+        self.publish_visible = p("publish_visible", True, "publish the visible camera")
+        self.loop = p("loop", True, "source files: start over at the end")
+        wait_subs = p("wait_for_subscribers", 0.0, "s to wait for subscribers before publishing", minimum=0.0)
+        self.min_subscribers = p("min_subscribers", 1, "subscribers per image topic to wait for", minimum=0)
+        seed = p("seed", 0, "synthetic scene seed")
+        ir_path, vis_path = p("ir_path", "", "source files: IR frames/MP4"), p("vis_path", "", "source files: visible")
         qos = declare_qos_parameters(self, "output_qos", PUBLISHER)
-        if self.rate <= 0:
-            raise ValueError(f"rate must be > 0 Hz, got {self.rate}")
-        if source not in SOURCES:
-            raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
-        if self.ir_encoding not in ("mono8", "mono16"):
-            raise ValueError(f"ir_encoding must be mono8 or mono16, got {self.ir_encoding!r}")
 
         if source == "synthetic":
             from ..data.synthetic import SceneConfig, SyntheticScene
