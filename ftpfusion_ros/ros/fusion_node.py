@@ -37,9 +37,9 @@ from ..runtime.sync_policy import stamp_to_ns
 from . import load_interfaces
 from .conversions import array_to_image, camera_info_for, image_to_array
 from .diagnostics import ERROR, OK, WARN, make_array
-from .params import declare
 from .monitoring import LatencyWindow, RateMeter
 from .pairs import ImagePair, pair_from_msg
+from .params import declare
 from .qos import PUBLISHER, SENSOR_DATA, declare_qos_parameters
 
 NODE_NAME = "ftpfusion_fusion_node"
@@ -57,6 +57,7 @@ def _set_cpu_threads(requested: int) -> int:
 class FusionNode(Node):
     def __init__(self, *, subscribe_pairs: bool = True, node_name: str = NODE_NAME, **node_kwargs: Any) -> None:
         super().__init__(node_name, **node_kwargs)
+
         def p(name: str, default: Any, description: str = "", **checks: Any) -> Any:
             return declare(self, name, default, description, **checks)
 

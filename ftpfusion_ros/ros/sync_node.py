@@ -23,8 +23,8 @@ from ..runtime.sync_policy import ApproximateTimePolicy, SyncStats, discard_afte
 from . import load_interfaces
 from .diagnostics import OK, WARN, make_array
 from .monitoring import RateMeter
-from .params import declare
 from .pairs import ImagePair, pair_to_msg
+from .params import declare
 from .qos import PUBLISHER, SENSOR_DATA, declare_qos_parameters
 
 NODE_NAME = "ftpfusion_sync_node"
@@ -46,6 +46,7 @@ class SyncNode(Node):
     def __init__(self, on_pair: Callable[[ImagePair], Any] | None = None, *, node_name: str = NODE_NAME,
                  **node_kwargs: Any) -> None:
         super().__init__(node_name, **node_kwargs)
+
         def p(name: str, default: Any, description: str = "", **checks: Any) -> Any:
             return declare(self, name, default, description, **checks)
 
