@@ -533,20 +533,21 @@ def estimate_from_scenes(pairs: Sequence[tuple[str, np.ndarray, np.ndarray]], mo
     # for it: edges alone constrain those terms poorly, and on real pairs they absorb parallax and lens
     # differences, bending the extrapolated corners by several pixels.
     steps = [(cv2.MOTION_AFFINE, "affine")] + ([(cv2.MOTION_HOMOGRAPHY, "homography")] if model == "homography" else [])
+    h_start = h_final
     for step_motion, step_kind in steps:
-        _, _, h_prev, rho_prev = models[-1]
+        _, _, _, rho_prev = models[-1]  # the gain is over the richest model kept so far
         try:
-            h_x, rho_x = _refine(levels, h_prev, step_motion, first=len(levels) - 1)
+            h_x, rho_x = _refine(levels, h_start, step_motion, first=len(levels) - 1)
         except cv2.error:
             say(f"{step_kind}: did not converge")
-            break
+            continue
+        h_start = h_x  # the next, richer model starts here even when this one is not kept
         gain = (rho_x - rho_prev) / max(1e-6, 1.0 - rho_prev)
         keep_it = _sane(h_x, ir_size, vis_size) is None and (full or gain >= EXTRA_DOF_GAIN)
         say(f"{step_kind}: edge correlation {rho_x:.4f} (relative gain {gain:+.4f}: "
             f"{'kept' if keep_it else 'not supported by the data'})")
-        if not keep_it:
-            break
-        models.append((step_motion, step_kind, h_x, rho_x))
+        if keep_it:
+            models.append((step_motion, step_kind, h_x, rho_x))
 
     # Consistency: the same refinement on disjoint subsets of the frames must land on the same mapping.
     # The richest model that passes wins; a richer one that fails falls back to the simpler one.
