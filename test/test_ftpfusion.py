@@ -391,6 +391,7 @@ def test_causal_training_targets_are_what_the_streaming_ring_outputs():
     with torch.no_grad():  # a non-zero head, so the network's residual is part of the comparison
         model.decoder.head.weight.normal_(std=0.05)
         model.decoder.guide.weight.normal_(std=0.05)
+        model.decoder.gate.weight.normal_(std=0.05)
     ir, vis = clip(1, 6, 32, 48, seed=4)
     ring = TemporalRing(model, 4)
     with torch.no_grad():
@@ -416,10 +417,18 @@ def test_refine_false_is_the_weight_free_base_on_the_same_code_path():
     with torch.no_grad():
         entry = off.encode_frame(ir[:, :, 0], vis[:, :, 0])
         assert "scales" not in entry
-        for p in (on.decoder.head.weight, on.decoder.head.bias, on.decoder.guide.weight, on.decoder.guide.bias):
+        for p in (on.decoder.head.weight, on.decoder.head.bias, on.decoder.guide.weight, on.decoder.guide.bias,
+                  on.decoder.gate.weight):
             p.zero_()
+        on.decoder.gate.bias.fill_(-40.0)  # gate closed: the filtered base
         base_out, zero_head = off(ir, vis), on(ir, vis)
         torch.testing.assert_close(base_out, zero_head, atol=1e-6, rtol=0)
+        # gate open: the target frame's own de-flickered base, i.e. the stabiliser without its temporal filter
+        on.decoder.gate.bias.fill_(40.0)
+        unfiltered = build_model("ftpfusion", {**SMALL, "refine": False, "stab_neighbour_weight": 0.0}).eval()
+        torch.testing.assert_close(on(ir, vis), unfiltered(ir, vis), atol=1e-6, rtol=0)
+        assert (unfiltered(ir, vis) - base_out).abs().max() > 1e-3
+        on.decoder.gate.bias.fill_(-40.0)
         on.decoder.head.weight.normal_(std=0.05)
         assert (on(ir, vis) - base_out).abs().max() > 1e-3
     with pytest.raises(ValueError, match="refine"):

@@ -57,9 +57,9 @@ def test_shipped_configs_load():
     assert smoke.model == "ftpfusion" and smoke.model_config["channels"] == [4, 8, 8]
     full = load_config(FULL)
     assert full.data.val_sequences == ["0111_1716"]
-    # the node-matched recipe: base/detail/temporal on, the paper's intensity/gradient/OTC off
-    assert all(full.loss[k] > 0 for k in ("base", "detail", "temporal", "colour"))
-    assert all(full.loss[k] == 0 for k in ("intensity", "gradient", "otc"))
+    # the node-matched recipe: base/edge/temporal on; the paper's intensity/gradient/OTC and max-gradient detail off
+    assert all(full.loss[k] > 0 for k in ("base", "edge", "temporal", "colour"))
+    assert all(full.loss[k] == 0 for k in ("intensity", "gradient", "otc", "detail"))
     assert full.data.scale == 1.0 and full.data.clip_len == 10
     build_loss("ftpfusion", full.loss)  # the loss accepts every key of the shipped config
     assert full.optim.lr == pytest.approx(2e-4) and full.curriculum.switch == pytest.approx(0.7)

@@ -143,6 +143,21 @@ def edge_transfer(fused_y: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> to
     return total / weight.sum((1, 2, 3)).clamp_min(1e-12)
 
 
+def source_terms(fused_y: torch.Tensor, ir_y: torch.Tensor, vis_y: torch.Tensor, w_detail: float,
+                 w_edge: float) -> tuple[torch.Tensor | float, dict[str, torch.Tensor]]:
+    """The project's additions to a frame-wise paper objective: ``w_detail`` * :func:`detail_loss` +
+    ``w_edge`` * (1 - :func:`edge_transfer`); (weighted sum, {name: term}) over the terms switched on."""
+    total: torch.Tensor | float = 0.0
+    terms: dict[str, torch.Tensor] = {}
+    if w_detail > 0:
+        terms["detail"] = detail_loss(fused_y, ir_y, vis_y)
+        total = total + w_detail * terms["detail"]
+    if w_edge > 0:
+        terms["edge"] = 1.0 - edge_transfer(fused_y, ir_y, vis_y).mean()
+        total = total + w_edge * terms["edge"]
+    return total, terms
+
+
 def gaussian_kernel1d(size: int, sigma: float, dtype: torch.dtype = torch.float32,
                       device: torch.device | str | None = None) -> torch.Tensor:
     if size < 1 or size % 2 == 0:

@@ -27,7 +27,8 @@ import torch
 from torch import nn
 
 from ..nn.stabilise import TemporalStabiliser
-from .common import check_weight, chroma, detail_loss, edge_transfer, flatten_clip, gaussian_blur, intensity_target, luminance, sobel_magnitude
+from .common import (check_weight, chroma, detail_loss, edge_transfer, flatten_clip, gaussian_blur, intensity_target,
+                     luminance, sobel_magnitude)
 from .otc import OTCLoss
 from .registry import register_loss
 

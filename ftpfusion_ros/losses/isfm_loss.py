@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .common import check_weight, detail_loss, edge_transfer, frame_luminances, intensity_target, sobel_magnitude, ssim_loss
+from .common import check_weight, frame_luminances, intensity_target, sobel_magnitude, source_terms, ssim_loss
 from .registry import register_loss
 
 
@@ -44,10 +44,7 @@ class ISFMLoss(nn.Module):
         total = (self.w_content * content + self.w_intensity * intensity + self.w_gradient * gradient
                  + self.w_ssim * structure)
         terms = {"content": content, "intensity": intensity, "gradient": gradient, "ssim": structure}
-        if self.w_detail > 0:
-            terms["detail"] = detail_loss(f, ir_y, vis_y)
-            total = total + self.w_detail * terms["detail"]
-        if self.w_edge > 0:
-            terms["edge"] = 1.0 - edge_transfer(f, ir_y, vis_y).mean()
-            total = total + self.w_edge * terms["edge"]
+        extra, extra_terms = source_terms(f, ir_y, vis_y, self.w_detail, self.w_edge)
+        total = total + extra
+        terms.update(extra_terms)
         return total, {k: v.detach() for k, v in terms.items()}

@@ -32,7 +32,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .common import check_weight, detail_loss, edge_transfer, flatten_clip, frame_luminances, sobel_magnitude, sobel_xy, ssim_loss
+from .common import check_weight, flatten_clip, frame_luminances, sobel_magnitude, sobel_xy, source_terms, ssim_loss
 from .registry import register_loss
 
 _STAT_EPS = 1e-6   # guards the standardisation of a constant image
@@ -130,12 +130,9 @@ class RPFNetLoss(nn.Module):
         l_s = ssim_loss(f, ir_y) + ssim_loss(f, vis_y)
         total = l_c + self.lambda2 * l_s
         terms = {"contrast": l_c, "ssim": l_s}
-        if self.w_detail > 0:
-            terms["detail"] = detail_loss(f, ir_y, vis_y)
-            total = total + self.w_detail * terms["detail"]
-        if self.w_edge > 0:
-            terms["edge"] = 1.0 - edge_transfer(f, ir_y, vis_y).mean()
-            total = total + self.w_edge * terms["edge"]
+        extra, extra_terms = source_terms(f, ir_y, vis_y, self.w_detail, self.w_edge)
+        total = total + extra
+        terms.update(extra_terms)
         if "residual" in aux:
             l_grad, l_reg = saliency_structure(flatten_clip(aux["residual"]).float(), ir_y, vis_y, self.lambda1)
             l_ss = l_grad + l_reg

@@ -196,7 +196,7 @@ class Decoder(nn.Module):
     pixel shuffle) + skip + one 3x3 conv per scale, and a pixel-shuffle head back to full resolution."""
 
     def __init__(self, channels: Sequence[int], stem_factor: int, head_init_std: float,
-                 guided: bool = True) -> None:
+                 guided: bool = True, gate_init: float | None = None) -> None:
         super().__init__()
         c1, c2, c3 = channels
         self.stem_factor = stem_factor
@@ -213,19 +213,30 @@ class Decoder(nn.Module):
             self.guide = nn.Conv2d(3 * stem_factor**2, 3 * stem_factor**2, 3, padding=1)
             nn.init.zeros_(self.guide.weight)
             nn.init.zeros_(self.guide.bias)
+        self.gate: nn.Conv2d | None = None
+        if gate_init is not None:  # sharpening gate logit per full-resolution pixel (FTPFusion._fuse)
+            self.gate = nn.Conv2d(c1 + (3 * stem_factor**2 if guided else 0), stem_factor**2, 3, padding=1)
+            nn.init.zeros_(self.gate.weight)
+            nn.init.constant_(self.gate.bias, gate_init)
 
     def forward(self, f1: torch.Tensor, f2: torch.Tensor, f3: torch.Tensor,
                 guide: torch.Tensor | None = None) -> torch.Tensor:
         """``guide``: the base and the de-flickered sources at full resolution (N, 3, H, W), seen by the head
-        through ``self.guide`` (a zero-initialised 3x3 conv on their pixel-unshuffled maps)."""
+        through ``self.guide`` (a zero-initialised 3x3 conv on their pixel-unshuffled maps). Returns the
+        residuals (dY, dCb, dCr) and, with a gate, its logit as a 4th channel, at full resolution."""
         y = f2 + F.pixel_shuffle(self.up3(f3), 2)
         y = y + self.body2(F.gelu(y))
         y = f1 + F.pixel_shuffle(self.up2(y), 2)
         y = y + self.body1(F.gelu(y))
-        out = self.head(F.gelu(y))
+        y = F.gelu(y)
+        out = self.head(y)
+        g = None
         if guide is not None and self.guide is not None:
             g = F.pixel_unshuffle(guide, self.stem_factor) if self.stem_factor > 1 else guide
-            out = out + self.guide(g.to(out.dtype).contiguous(memory_format=_CL))
+            g = g.to(out.dtype).contiguous(memory_format=_CL)
+            out = out + self.guide(g)
+        if self.gate is not None:
+            out = torch.cat((out, self.gate(y if g is None else torch.cat((y, g), 1))), 1)
         return F.pixel_shuffle(out, self.stem_factor) if self.stem_factor > 1 else out
 
 
@@ -272,6 +283,8 @@ class FTPFusion(FusionModel):
         refine: bool = True,
         encoder_norm: bool = True,
         guided_head: bool = True,
+        sharpen_gate: bool = True,
+        gate_init: float = -2.0,
         train_targets: str = "causal",
         train_last: int = 2,
     ) -> None:
@@ -286,7 +299,7 @@ class FTPFusion(FusionModel):
         if base_fusion not in ("max", "mean"):
             raise ValueError(f"base_fusion must be 'max' or 'mean', got {base_fusion!r}")
         for key, flag in (("refine", refine), ("stabiliser", stabiliser), ("encoder_norm", encoder_norm),
-                          ("guided_head", guided_head)):
+                          ("guided_head", guided_head), ("sharpen_gate", sharpen_gate)):
             if not isinstance(flag, bool):
                 raise ValueError(f"{key} must be true or false, got {flag!r}")
         if train_targets not in ("causal", "clip"):
@@ -325,7 +338,9 @@ class FTPFusion(FusionModel):
         self.enc_vis = FrameEncoder(3, channels, stem_factor)
         self.dfam = nn.ModuleList(DFAM(c, h, r, cfg) for c, h, r in zip(channels, heads, rho))
         self.refine = TemporalRefine(channels[2], self.net_window)
-        self.decoder = Decoder(channels, stem_factor, head_init_std, guided_head)
+        self.decoder = Decoder(channels, stem_factor, head_init_std, guided_head,
+                               float(gate_init) if sharpen_gate else None)
+        self.sharpen_gate = sharpen_gate
         self.stabiliser = (TemporalStabiliser(stab_sigma, stab_neighbour_weight, stab_radius, stab_max_shift,
                                               stab_downsample, base_fusion) if stabiliser else None)
         # RGB change per unit CbCr change in the project's BT.601 convention (ycbcr_to_rgb is linear)
@@ -395,12 +410,19 @@ class FTPFusion(FusionModel):
         ir = apply_gain(torch.cat([cache[t]["ir"] for t in targets], 0).to(base.dtype), g[:, 0:1], g[:, 1:2])
         vis = torch.cat([cache[t]["vis"] for t in targets], 0)
         vis = apply_gain(vis, g[:, 2:3].to(vis.dtype), g[:, 3:4].to(vis.dtype))
+        refined = base
         if self.refine_enabled:
-            guide = torch.cat((base, ir, rgb_to_y(vis).to(base.dtype)), 1)
-            res = self._residuals(cache, targets, guide)
+            y_vis = rgb_to_y(vis).to(base.dtype)
+            res = self._residuals(cache, targets, torch.cat((base, ir, y_vis), 1))
+            if self.sharpen_gate:
+                # per pixel, how much of the target frame's own (de-flickered, unfiltered) base fusion comes
+                # back over the temporally filtered one: edges the filter softened, not the noise it removed
+                w = torch.sigmoid(res[:, 3:4].float()).to(base.dtype)
+                refined = base + w * (fuse_base(ir, y_vis, self.base_fusion) - base)
+            res = res[:, :3]
         else:  # the weight-free base alone (refine=false): same stabiliser, same colour path
             res = torch.zeros_like(vis)
-        rgb, y = self._compose(base, vis, res)
+        rgb, y = self._compose(refined, vis, res)
         return {"rgb": rgb, "base": base, "gain": gain, "y": y, "ir": ir, "vis": vis}
 
     def _compose(self, base: torch.Tensor, vis: torch.Tensor, res: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
