@@ -73,3 +73,23 @@ def test_a_size_change_gives_one_sequence_per_size(tmp_path, capsys):
             assert ir.shape == shape and vis.shape[:2] == shape
     _, ir, _ = next(seqs["rig_02"].frames())
     np.testing.assert_array_equal(ir, frames[3][0])
+
+
+def test_bag_fuses_across_a_size_change(tmp_path, capsys):
+    """`ftpfusion bag` takes a new resolution as a new stream (like the node): every pair fused at its
+    own size, and the side-by-side video keeps every frame (letterboxed to the first size)."""
+    import cv2
+
+    from ftpfusion_ros.cli.main import main
+    from test_rosbag_tools import read_bag
+
+    frames = [(ir, vis, None) for ir, vis in _frames(3)] + [(ir, vis, None) for ir, vis in _frames(2, 12, 16, 1)]
+    bag = _bag(tmp_path / "rig", frames)
+    out, mp4 = tmp_path / "out", tmp_path / "side.mp4"
+    assert main(["bag", str(bag), "--out", str(out), "--model", "average", "--mp4", str(mp4),
+                 "--slop", "0.02"]) == 0, capsys.readouterr().err
+    fused = read_bag(out)["/fused/image"]
+    assert [(m.width, m.height) for _, m in fused] == [(32, 24)] * 3 + [(16, 12)] * 2
+    video = cv2.VideoCapture(str(mp4))
+    assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == 5
+    video.release()

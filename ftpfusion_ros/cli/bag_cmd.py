@@ -19,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..data.rosbag_io import BagCopyWriter, SyncedBag, SyncedPair, engine_input, image_message, open_reader
-from ..runtime import FusionEngine, FusionResult
+from ..runtime import FusionEngine, FusionResult, SizeChangedError
 from .common import add_engine_arguments, engine_config
 from .extract_cmd import add_bag_arguments
 
@@ -56,7 +56,15 @@ def fused_stream(engine: FusionEngine, synced: SyncedBag) -> Iterator[tuple[int,
     for pair in synced:
         ir, ir_enc = engine_input(pair.ir.image, pair.ir.encoding, "ir")
         vis, vis_enc = engine_input(pair.vis.image, pair.vis.encoding, "vis")
-        res = engine.push(ir, vis, ir_enc, vis_enc, stamp=pair)
+        try:
+            res = engine.push(ir, vis, ir_enc, vis_enc, stamp=pair)
+        except SizeChangedError:
+            # a camera that changed resolution starts a new stream, as in the fusion node: the frames the
+            # look-ahead still holds are due first, then the ring starts afresh
+            for old in engine.flush():
+                yield old.stamp.vis.log_time_ns, 1, old
+            engine.reset()
+            res = engine.push(ir, vis, ir_enc, vis_enc, stamp=pair)
         if res is not None:
             yield res.stamp.vis.log_time_ns, 1, res
     for res in engine.flush():
@@ -86,20 +94,34 @@ class _Video:
         self.path, self.fps = path, fps
         self.writer: cv2.VideoWriter | None = None
         self.frames = 0
+        self.size: tuple[int, int] | None = None  # (W, H) of the video, from its first frame
 
     def write(self, frame: np.ndarray) -> None:
+        h, w = frame.shape[:2]
         if self.writer is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            h, w = frame.shape[:2]
+            self.size = (w, h)
             self.writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
             if not self.writer.isOpened():
                 raise RuntimeError(f"could not open {self.path} for writing (mp4v, {w}x{h})")
+        if (w, h) != self.size:
+            frame = _letterbox(frame, self.size)  # OpenCV would drop a frame of another size without a word
         self.writer.write(frame)
         self.frames += 1
 
     def close(self) -> None:
         if self.writer is not None:
             self.writer.release()
+
+
+def _letterbox(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``frame`` scaled to fit ``size`` (W, H) with its aspect ratio kept, padded black."""
+    w, h = size
+    scale = min(w / frame.shape[1], h / frame.shape[0])
+    fw, fh = max(1, round(frame.shape[1] * scale)), max(1, round(frame.shape[0] * scale))
+    small = cv2.resize(frame, (fw, fh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    top, left = (h - fh) // 2, (w - fw) // 2
+    return cv2.copyMakeBorder(small, top, h - fh - top, left, w - fw - left, cv2.BORDER_CONSTANT, value=0)
 
 
 def run(args: argparse.Namespace) -> int:
