@@ -19,9 +19,6 @@ from rclpy.node import Node
 
 INT_MAX = 2**31 - 1
 
-#: the Python type each kind of parameter value must have once read
-KINDS = ("bool", "int", "float", "str", "float_list")
-
 
 def _kind_of(default: Any) -> str:
     if isinstance(default, bool):
@@ -42,7 +39,8 @@ def _is_number(v: Any) -> bool:
 
 
 def coerce(name: str, value: Any, kind: str) -> Any:
-    """``value`` as read from rclpy, converted to ``kind``; ValueError naming ``name`` otherwise."""
+    """``value`` as read from rclpy, converted to ``kind`` (bool | int | float | str | float_list);
+    ValueError naming ``name`` otherwise."""
     def bad(expected: str) -> ValueError:
         return ValueError(f"parameter {name!r} must be {expected}, got {value!r} ({type(value).__name__})")
 
