@@ -72,6 +72,11 @@ GROUPS = 4
 #: remove this fraction of the remaining misfit (1 - edge correlation); below it they mostly fit
 #: parallax, lens differences and chance, not the cameras' geometry
 EXTRA_DOF_GAIN = 0.03
+#: candidates of the coarse search refined to full resolution
+COARSE_CANDIDATES = 6
+#: refined coarse candidates whose edge correlation is within this of the best are told apart by their
+#: stability over frame subsets rather than by the correlation
+CANDIDATE_TOLERANCE = 0.02
 #: ECC iterations per pyramid level
 ECC_ITERATIONS = 60
 #: edge-map smoothing (pixels of the level it is computed at) and robust-scale percentile
@@ -298,7 +303,7 @@ def _similarity(scale: float, angle_deg: float, c_ir: np.ndarray, c_vis: np.ndar
     return h
 
 
-def _coarse_search(level: _Level, s0: float, n_best: int = 3) -> list[tuple[float, np.ndarray]]:
+def _coarse_search(level: _Level, s0: float, n_best: int = COARSE_CANDIDATES) -> list[tuple[float, np.ndarray]]:
     """The best distinct similarities (IR -> visible at this level) over a scale x rotation grid.
 
     Each candidate's shift comes from masked normalised cross-correlation of the frames' mean edge maps
@@ -445,6 +450,26 @@ def _refine(levels: list[_Level], h: np.ndarray, motion: int, first: int = 0,
     return h, _score(vis_e, ir_e, lev.ir_mask, _scale_h(h, lev.a_vis, lev.a_ir))
 
 
+def _subset_spread(levels: list[_Level], h: np.ndarray, motion: int, n_frames: int,
+                   ir_size: tuple[int, int], vis_size: tuple[int, int]) -> tuple[float, int, int]:
+    """(RMS spread px, subsets converged, subsets): the finest-level refinement repeated from `h` on
+    disjoint subsets of the frames, measured at the IR image corners. A true alignment is a stable
+    optimum that every subset finds again; a chance one is not."""
+    n_groups = min(GROUPS, n_frames)
+    ref = corners(ir_size)
+    pts = []
+    for g in range(n_groups):
+        try:
+            hg, _ = _refine(levels, h, motion, first=len(levels) - 1, frames=range(g, n_frames, n_groups))
+        except cv2.error:
+            continue
+        if _sane(hg, ir_size, vis_size) is None:
+            pts.append(map_points(hg, ref))
+    if not pts:
+        return math.inf, 0, n_groups
+    return float(np.sqrt(((np.stack(pts) - map_points(h, ref)) ** 2).sum(-1).mean())), len(pts), n_groups
+
+
 def _select_frames(pairs: Sequence[tuple[str, np.ndarray, np.ndarray]], mask: np.ndarray
                    ) -> tuple[list[int], list[np.ndarray], list[np.ndarray], list[str]]:
     """Frames with usable structure in both modalities, and the reasons for those rejected."""
@@ -515,18 +540,51 @@ def estimate_from_scenes(pairs: Sequence[tuple[str, np.ndarray, np.ndarray]], mo
 
     # refine the best few coarse candidates as similarities (an accidental coarse peak loses at full
     # resolution); ECC at the coarse level itself is skipped: there it drifts to whatever blobs correlate
-    best: tuple[float, np.ndarray] | None = None
+    # refine the best few coarse candidates as similarities (an accidental coarse peak loses at full
+    # resolution); ECC at the coarse level itself is skipped: there it drifts to whatever blobs correlate
+    refined: list[tuple[float, np.ndarray]] = []
     for _, h_c in candidates:
         h0 = _scale_h(h_c, 1.0 / coarse.a_vis, 1.0 / coarse.a_ir)
         try:
             h, rho = _refine(levels, h0, MOTION_SIMILARITY, first=min(1, len(levels) - 1))
         except cv2.error:
             continue
-        if _sane(h, ir_size, vis_size) is None and (best is None or rho > best[0]):
-            best = (rho, h)
-    if best is None:
+        if _sane(h, ir_size, vis_size) is None:
+            refined.append((rho, h))
+    if not refined:
         raise CalibrationError("the alignment did not converge; the scene may lack structure both cameras see")
-    rho, h_final = best
+    limit = MAX_SPREAD * math.hypot(*vis_size)
+    top_rho = max(r for r, _ in refined)
+    ref = corners(ir_size)
+    close: list[tuple[float, np.ndarray]] = []
+    for r, h in sorted(refined, key=lambda x: -x[0]):
+        # candidates that converged to the same alignment (within a pixel) count once, the best of them
+        if r >= top_rho - CANDIDATE_TOLERANCE and all(
+                np.abs(map_points(h, ref) - map_points(hc, ref)).max() > 1.0 for _, hc in close):
+            close.append((r, h))
+    rho, h_final = close[0]
+    if len(close) > 1:
+        # Several alignments correlate about equally well (hazy or smooth scenes, repeated structure).
+        # The camera geometry is a stable optimum that every subset of the frames finds again; a chance
+        # optimum of the mean edge maps is not. Two different stable ones: the data cannot tell, refuse.
+        stable = []
+        for r, h in close:
+            spread = _subset_spread(levels, h, MOTION_SIMILARITY, len(keep), ir_size, vis_size)[0]
+            if spread <= limit:
+                stable.append((r, h, spread))
+        say(f"{len(close)} different alignments correlate within {CANDIDATE_TOLERANCE} of the best; "
+            f"{len(stable)} stable over frame subsets")
+        if not stable:
+            raise CalibrationError(f"none of {len(close)} about equally good alignments is stable over subsets "
+                                   "of the frames; use footage with more structure both cameras see")
+        r0, h0, _ = max(stable, key=lambda x: x[0])
+        far = [r for r, h, _ in stable
+               if np.sqrt(((map_points(h, ref) - map_points(h0, ref)) ** 2).sum(-1).mean()) > limit]
+        if far:
+            raise CalibrationError(f"the footage allows {1 + len(far)} different alignments (edge correlations "
+                                   f"{r0:.3f} and {max(far):.3f}), each stable over the frames; use footage "
+                                   "with more structure both cameras see (haze, smoke and bare scenes mislead)")
+        rho, h_final = r0, h0
     say(f"similarity: edge correlation {rho:.4f}")
     models = [(MOTION_SIMILARITY, "similarity", h_final, rho)]
     # More freedom (affine: shear and unequal scales; homography: perspective) only where the data ask
@@ -551,24 +609,12 @@ def estimate_from_scenes(pairs: Sequence[tuple[str, np.ndarray, np.ndarray]], mo
 
     # Consistency: the same refinement on disjoint subsets of the frames must land on the same mapping.
     # The richest model that passes wins; a richer one that fails falls back to the simpler one.
-    limit = MAX_SPREAD * math.hypot(*vis_size)
-    n_groups = min(GROUPS, len(keep))
-    ref = corners(ir_size)
     failures = []
     for motion, kind, h_final, rho in reversed(models):
-        group_pts = []
-        for g in range(n_groups):
-            try:
-                hg, _ = _refine(levels, h_final, motion, first=len(levels) - 1,
-                                frames=range(g, len(keep), n_groups))
-            except cv2.error:
-                continue
-            if _sane(hg, ir_size, vis_size) is None:
-                group_pts.append(map_points(hg, ref))
-        if len(group_pts) < max(2, n_groups - 1):
-            failures.append(f"{kind}: converged on only {len(group_pts)} of {n_groups} frame subsets")
+        residual, n_ok, n_groups = _subset_spread(levels, h_final, motion, len(keep), ir_size, vis_size)
+        if n_ok < max(2, n_groups - 1):
+            failures.append(f"{kind}: converged on only {n_ok} of {n_groups} frame subsets")
             continue
-        residual = float(np.sqrt(((np.stack(group_pts) - map_points(h_final, ref)) ** 2).sum(-1).mean()))
         say(f"{kind}: frame subsets agree within {residual:.2f} px RMS at the IR image corners")
         if residual <= limit:
             break
@@ -588,7 +634,7 @@ def estimate_from_scenes(pairs: Sequence[tuple[str, np.ndarray, np.ndarray]], mo
         method=(f"edge-map ECC: scale/rotation grid + masked NCC at {coarse.vis_mean.shape[1]} px, "
                 f"{len(levels)}-level refinement on the mean edge maps of {len(keep)} frames, degrees of freedom "
                 f"kept: {kind}"
-                + f", consistency over {len(group_pts)} frame subsets"),
+                + f", consistency over {n_ok} frame subsets"),
     )
 
 
