@@ -12,7 +12,8 @@ Two routes, one result (:class:`Registration`, a 3x3 IR pixel -> visible pixel h
      masked normalised cross-correlation (cv2.matchTemplate);
   2. coarse-to-fine refinement of the best few candidates as a similarity (rotation, isotropic scale,
      shift: ECC's MOTION_EUCLIDEAN inside a bounded scalar search over the scale), at image scales
-     matched between the cameras;
+     matched between the cameras; among about equally good ones the alignment that frame subsets find
+     again wins, and two different stable ones are refused as ambiguous;
   3. the model's further freedom (affine: shear and unequal scales; homography: perspective) is fitted
      with cv2.findTransformECC and kept only when it clearly improves the edge correlation: edges
      constrain those terms poorly, and on real pairs they absorb parallax and lens differences;
