@@ -3,7 +3,10 @@
 Subscribes ``ir/image_raw`` and ``visible/image_raw`` (sensor-data QoS by default) and, optionally, the
 two ``camera_info`` topics (the latest one of each is attached to a pair). Pairing uses
 message_filters' ApproximateTimeSynchronizer when it is importable and the package's own policy with
-the same semantics otherwise (parameter ``sync_backend``: auto | message_filters | builtin).
+the same semantics otherwise (parameter ``sync_backend``: auto | message_filters | builtin). With
+``pairing: latest_ir`` every visible frame is paired with the newest IR frame no older than ``max_ir_age``
+(runtime/sync_policy.LatestIrPolicy), so a slow thermal camera does not limit the output rate; reuse and
+IR age statistics then appear in diagnostics and the closing summary.
 
 Composed with the fusion node in one process (ftpfusion_composed), pairs go straight to the fusion node
 instead of being serialised as FramePair.
@@ -19,7 +22,7 @@ from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 
-from ..runtime.sync_policy import ApproximateTimePolicy, SyncStats, discard_after, stamp_to_ns
+from ..runtime.sync_policy import ApproximateTimePolicy, LatestIrPolicy, SyncStats, discard_after, stamp_to_ns
 from . import load_interfaces
 from .diagnostics import OK, WARN, make_array
 from .monitoring import RateMeter
@@ -30,6 +33,7 @@ from .qos import PUBLISHER, SENSOR_DATA, declare_qos_parameters
 NODE_NAME = "ftpfusion_sync_node"
 IR, VIS = 0, 1
 BACKENDS = ("auto", "message_filters", "builtin")
+PAIRINGS = ("approximate", "latest_ir")
 
 
 def _import_message_filters():
@@ -53,6 +57,13 @@ class SyncNode(Node):
         self.slop = p("slop", 0.02, "approximate-time pairing tolerance (s)", minimum=0.0)
         self.queue_size = p("queue_size", 10, "messages kept per camera while pairing", minimum=1)
         backend = p("sync_backend", "auto", "auto | message_filters | builtin", choices=BACKENDS)
+        self.pairing = p("pairing", "approximate", "approximate (both cameras within slop) | latest_ir (every "
+                         "visible frame with the newest IR frame: output at the visible camera's rate)",
+                         choices=PAIRINGS)
+        self.max_ir_age = p("max_ir_age", 0.2, "latest_ir: oldest IR frame (s behind the visible one) still "
+                            "fused; older ones leave the visible frame unpaired", minimum=0.0)
+        if self.pairing == "latest_ir" and backend == "message_filters":
+            raise ValueError("pairing 'latest_ir' is the package's own policy: it needs sync_backend auto or builtin")
         use_info = p("use_camera_info", True, "attach the latest camera_info to each pair")
         publish_pairs = p("publish_pairs", on_pair is None, "publish FramePair on frame_pair")
         self.silence_timeout = p("silence_timeout", 1.0, "s without images before diagnostics warn",
@@ -80,6 +91,8 @@ class SyncNode(Node):
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
 
         message_filters = _import_message_filters() if backend != "builtin" else None
+        if self.pairing == "latest_ir":
+            message_filters = None  # message_filters has no latest-IR policy
         if backend == "message_filters" and message_filters is None:
             raise RuntimeError("sync_backend is 'message_filters' but message_filters is not importable")
         topics = ("ir/image_raw", "visible/image_raw")
@@ -97,7 +110,11 @@ class SyncNode(Node):
             self._policy = None
         else:
             self.backend = "builtin"
-            self._policy = ApproximateTimePolicy(2, self.queue_size, self.slop)
+            if self.pairing == "latest_ir":
+                # an IR frame stamped up to `slop` after the visible one counts as simultaneous
+                self._policy = LatestIrPolicy(self.queue_size, self.max_ir_age, future_tolerance=self.slop)
+            else:
+                self._policy = ApproximateTimePolicy(2, self.queue_size, self.slop)
             self._stats = self._policy.stats
             for i, topic in enumerate(topics):
                 self.create_subscription(Image, topic, lambda msg, i=i: self._builtin_add(i, msg), in_qos,
@@ -109,9 +126,14 @@ class SyncNode(Node):
         self._diag_timer = self.create_timer(period, self.publish_diagnostics) if period > 0 else None
         self.get_logger().info(
             f"pairing {self.resolve_topic_name(topics[0])} + {self.resolve_topic_name(topics[1])} "
-            f"({self.backend}, slop {self.slop * 1e3:.0f} ms, queue {self.queue_size})"
+            f"({self._pairing_text()}, queue {self.queue_size})"
             + (f" -> {self._pair_pub.topic_name}" if self._pair_pub else "")
         )
+
+    def _pairing_text(self) -> str:
+        if self.pairing == "latest_ir":
+            return f"latest IR, max IR age {self.max_ir_age * 1e3:.0f} ms"
+        return f"{self.backend}, slop {self.slop * 1e3:.0f} ms"
 
     def _lost_events(self, index: int) -> SubscriptionEventCallbacks:
         """The DDS reader's "message lost" event: a frame too large for the transport (e.g. 4000x3000 over
@@ -178,8 +200,9 @@ class SyncNode(Node):
         else:
             queued = [len(q) for q in self._mf_sync.queues]
             dropped = [max(0, st.received[i] - st.sets_formed - queued[i]) for i in (IR, VIS)]
-        return {
+        values = {
             "backend": self.backend,
+            "pairing": self.pairing,
             "ir_received": st.received[IR],
             "visible_received": st.received[VIS],
             "pairs_formed": st.sets_formed,
@@ -194,6 +217,16 @@ class SyncNode(Node):
             "frames_lost_ir": self.frames_lost[IR],
             "frames_lost_visible": self.frames_lost[VIS],
         }
+        if self.pairing == "latest_ir":
+            values.update(
+                ir_reused=st.ir_reused,                    # pairs fused with an IR frame used before
+                visible_no_ir=st.visible_no_ir,            # visible frames refused: no IR frame yet
+                visible_ir_too_old=st.visible_ir_too_old,  # visible frames refused: IR older than max_ir_age
+                ir_age_mean_ms=st.ir_age_mean_s * 1e3,
+                ir_age_max_ms=st.ir_age_max_s * 1e3,
+                last_ir_age_ms=st.last_ir_age_s * 1e3,
+            )
+        return values
 
     def publish_diagnostics(self) -> None:
         now = time.monotonic()
@@ -216,6 +249,8 @@ class SyncNode(Node):
                 problems.append(f"{lost} {name} frame(s) lost in transport{self._size_hint(i)}")
         level, message = (WARN, "; ".join(problems)) if problems else (OK, f"pairing at {values['pair_rate_hz']:.1f} Hz")
         values["slop_ms"] = self.slop * 1e3
+        if self.pairing == "latest_ir":
+            values["max_ir_age_ms"] = self.max_ir_age * 1e3
         values["queue_size"] = self.queue_size
         self._diag_pub.publish(make_array(self.get_clock().now().to_msg(), f"{self.get_name()}: synchronizer",
                                           level, message, "ftpfusion_ros", values))
@@ -236,6 +271,10 @@ class SyncNode(Node):
         summary = (f"pairs formed {st['pairs_formed']}, frames dropped IR {st['frames_dropped_ir']} / visible "
                    f"{st['frames_dropped_visible']}, skew mean {st['skew_mean_ms']:.1f} ms, max |skew| "
                    f"{st['skew_abs_max_ms']:.1f} ms")
+        if self.pairing == "latest_ir":
+            summary += (f", IR frames reused {st['ir_reused']}, IR age mean {st['ir_age_mean_ms']:.1f} ms / max "
+                        f"{st['ir_age_max_ms']:.1f} ms, visible frames without a recent IR frame "
+                        f"{st['visible_no_ir'] + st['visible_ir_too_old']}")
         if self.context.ok():
             self.get_logger().info(summary)
         else:  # after Ctrl-C / SIGTERM the logger's /rosout publisher is gone and rcl would complain

@@ -1,4 +1,4 @@
-"""Approximate-time pairing of timestamped messages, ROS-free.
+"""Pairing of timestamped IR/visible messages, ROS-free: approximate time, or latest IR.
 
 The sync node uses ``message_filters.ApproximateTimeSynchronizer`` when it is importable (a normal ROS
 install) and this policy otherwise (pip-only environments, where message_filters is not packaged). The
@@ -12,6 +12,9 @@ same either way:
   candidates, tried closest first; the first combination whose spread (max stamp - min stamp) is
   strictly below ``slop`` is emitted, in input order, and its messages leave their queues;
 - messages are not discarded when a later set is emitted; they leave only by overflow (or reset).
+
+For cameras at different rates, ``LatestIrPolicy`` pairs every visible frame with the newest recent IR
+frame instead (see its docstring).
 
 Stamps are integer nanoseconds (``Time.nanoseconds`` in rclpy). Besides pairing, the policy keeps the
 statistics the node reports: sets formed, messages dropped (evicted unpaired or replaced) and skew.
@@ -164,6 +167,143 @@ class ApproximateTimePolicy:
         return None
 
 
+@dataclass
+class LatestIrStats(SyncStats):
+    """SyncStats plus what latest-IR pairing adds: how often an IR frame was used again, how old the IR
+    frames were, and why visible frames went unpaired."""
+
+    ir_reused: int = 0               # pairs whose IR frame was already used by an earlier pair
+    visible_no_ir: int = 0           # visible frames refused: no IR frame received yet (or all too new)
+    visible_ir_too_old: int = 0      # visible frames refused: the newest IR frame was older than max_ir_age
+    ir_age_sum_s: float = 0.0
+    ir_age_max_s: float = 0.0
+    last_ir_age_s: float = 0.0
+
+    @property
+    def ir_age_mean_s(self) -> float:
+        return self.ir_age_sum_s / self.sets_formed if self.sets_formed else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        out = super().as_dict()
+        out.update(ir_reused=self.ir_reused, visible_no_ir=self.visible_no_ir,
+                   visible_ir_too_old=self.visible_ir_too_old, ir_age_mean_s=self.ir_age_mean_s,
+                   ir_age_max_s=self.ir_age_max_s, last_ir_age_s=self.last_ir_age_s)
+        return out
+
+
+class LatestIrPolicy:
+    """Pairs every visible frame with the newest IR frame that is recent enough (cameras at different rates).
+
+    A thermal camera often runs far slower than the visible one (a Lepton at 9 Hz beside a 30 Hz RGB
+    camera). Approximate-time pairing then yields at most the IR rate; here each visible frame is fused
+    with the newest IR frame instead, so the output keeps the visible rate and an IR frame is reused
+    by several pairs. Rules (input 0 is IR, input 1 visible, as in the sync node):
+
+    - IR frames are kept (the newest ``queue_size``, keyed by stamp) and are not consumed by a pair;
+    - a visible frame stamped t is paired at once with the IR frame of the largest stamp s with
+      ``s <= t + future_tolerance`` (an IR frame stamped a little after the visible one, within the
+      tolerance, counts as simultaneous; later ones are the future of this visible frame);
+    - if that IR frame is older than ``max_ir_age`` (t - s > max_ir_age), or there is none, the visible
+      frame is refused (counted) rather than fused with a stale or absent thermal image;
+    - visible frames are never queued: a pair is decided when the visible frame arrives, so the output
+      follows the visible stream's order and latency.
+
+    ``add(index, stamp_ns, msg)`` returns (ir_msg, visible_msg) or None, like ApproximateTimePolicy.
+    Dropped IR frames are those evicted without ever being used; dropped visible frames are the refused.
+    """
+
+    n_inputs = 2
+
+    def __init__(self, queue_size: int = 10, max_ir_age: float = 0.2, future_tolerance: float = 0.0,
+                 callback: Callable[..., Any] | None = None) -> None:
+        if queue_size < 1:
+            raise ValueError(f"queue_size must be >= 1, got {queue_size}")
+        if max_ir_age < 0:
+            raise ValueError(f"max_ir_age must be >= 0 seconds, got {max_ir_age}")
+        if future_tolerance < 0:
+            raise ValueError(f"future_tolerance must be >= 0 seconds, got {future_tolerance}")
+        self.queue_size = int(queue_size)
+        self.max_ir_age_ns = int(round(max_ir_age * NS_PER_S))
+        self.future_ns = int(round(future_tolerance * NS_PER_S))
+        self.callback = callback
+        self._ir: dict[int, Any] = {}
+        self._used: set[int] = set()  # stamps of kept IR frames that some pair has used
+        self._lock = threading.Lock()
+        self.stats = LatestIrStats(received=[0, 0], dropped=[0, 0])
+
+    @property
+    def max_ir_age(self) -> float:
+        return self.max_ir_age_ns / NS_PER_S
+
+    def queued(self) -> list[int]:
+        """IR frames kept for reuse, and visible frames waiting (always 0: they are never queued)."""
+        with self._lock:
+            return [len(self._ir), 0]
+
+    def _forget_ir(self, stamp_ns: int) -> None:
+        del self._ir[stamp_ns]
+        if stamp_ns in self._used:
+            self._used.discard(stamp_ns)
+        else:
+            self.stats.dropped[0] += 1  # an IR frame that never made it into a pair
+
+    def reset(self) -> None:
+        with self._lock:
+            for s in list(self._ir):
+                self._forget_ir(s)
+
+    def discard_after(self, stamp_ns: int) -> int:
+        """Forget kept IR frames stamped after ``stamp_ns`` (time jumped back); returns how many."""
+        with self._lock:
+            late = [s for s in self._ir if s > stamp_ns]
+            for s in late:
+                self._forget_ir(s)
+            return len(late)
+
+    def add(self, index: int, stamp_ns: int, msg: Any) -> tuple | None:
+        if index not in (0, 1):
+            raise IndexError(f"input index {index} out of range for 2 inputs")
+        stamp_ns = int(stamp_ns)
+        with self._lock:
+            matched = self._add_ir(stamp_ns, msg) if index == 0 else self._add_visible(stamp_ns, msg)
+        if matched is not None and self.callback is not None:
+            self.callback(*matched)
+        return matched
+
+    def _add_ir(self, stamp_ns: int, msg: Any) -> None:
+        self.stats.received[0] += 1
+        if stamp_ns in self._ir:
+            self._forget_ir(stamp_ns)  # replaced by a message with the same stamp
+        self._ir[stamp_ns] = msg
+        while len(self._ir) > self.queue_size:
+            self._forget_ir(min(self._ir))
+        return None
+
+    def _add_visible(self, stamp_ns: int, msg: Any) -> tuple | None:
+        stats = self.stats
+        stats.received[1] += 1
+        eligible = [s for s in self._ir if s <= stamp_ns + self.future_ns]
+        if not eligible:
+            stats.visible_no_ir += 1
+            stats.dropped[1] += 1
+            return None
+        ir_stamp = max(eligible)
+        age_ns = stamp_ns - ir_stamp
+        if age_ns > self.max_ir_age_ns:
+            stats.visible_ir_too_old += 1
+            stats.dropped[1] += 1
+            return None
+        if ir_stamp in self._used:
+            stats.ir_reused += 1
+        self._used.add(ir_stamp)
+        stats.record_set([ir_stamp, stamp_ns])
+        age = age_ns / NS_PER_S
+        stats.ir_age_sum_s += age
+        stats.ir_age_max_s = max(stats.ir_age_max_s, age)
+        stats.last_ir_age_s = age
+        return self._ir[ir_stamp], msg
+
+
 def discard_after(queues: Sequence[dict[int, Any]], stamp_ns: int, dropped: list[int] | None = None) -> int:
     """Remove entries stamped after ``stamp_ns`` from stamp-keyed queues (this policy's, or
     message_filters' ``ApproximateTimeSynchronizer.queues``, which have the same layout)."""
@@ -191,4 +331,4 @@ def ns_to_sec_nanosec(ns: int) -> tuple[int, int]:
     return sec, nanosec
 
 
-__all__ = ["ApproximateTimePolicy", "SyncStats", "discard_after", "stamp_to_ns", "ns_to_sec_nanosec", "NS_PER_S"]
+__all__ = ["ApproximateTimePolicy", "LatestIrPolicy", "LatestIrStats", "SyncStats", "discard_after", "stamp_to_ns", "ns_to_sec_nanosec", "NS_PER_S"]
