@@ -8,6 +8,10 @@ the same semantics otherwise (parameter ``sync_backend``: auto | message_filters
 (runtime/sync_policy.LatestIrPolicy), so a slow thermal camera does not limit the output rate; reuse and
 IR age statistics then appear in diagnostics and the closing summary.
 
+Per camera, ``ir_transport`` / ``visible_transport`` = raw | compressed: compressed subscribes
+``<topic>/compressed`` (sensor_msgs/CompressedImage, JPEG or PNG, as image_transport names it) and decodes
+the frames of each formed pair with OpenCV; undecodable ones are counted as bad input and reported.
+
 Composed with the fusion node in one process (ftpfusion_composed), pairs go straight to the fusion node
 instead of being serialised as FramePair.
 """
@@ -20,11 +24,13 @@ from typing import Any, Callable
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.node import Node
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from ..runtime.sync_policy import ApproximateTimePolicy, LatestIrPolicy, SyncStats, discard_after, stamp_to_ns
+from ..runtime.encodings import InputError
 from . import load_interfaces
-from .diagnostics import OK, WARN, make_array
+from .conversions import compressed_to_image
+from .diagnostics import ERROR, OK, WARN, make_array
 from .monitoring import RateMeter
 from .pairs import ImagePair, pair_to_msg
 from .params import declare
@@ -34,6 +40,8 @@ NODE_NAME = "ftpfusion_sync_node"
 IR, VIS = 0, 1
 BACKENDS = ("auto", "message_filters", "builtin")
 PAIRINGS = ("approximate", "latest_ir")
+TRANSPORTS = ("raw", "compressed")
+CAMERA_NAMES = ("IR", "visible")
 
 
 def _import_message_filters():
@@ -64,6 +72,10 @@ class SyncNode(Node):
                             "fused; older ones leave the visible frame unpaired", minimum=0.0)
         if self.pairing == "latest_ir" and backend == "message_filters":
             raise ValueError("pairing 'latest_ir' is the package's own policy: it needs sync_backend auto or builtin")
+        transports = tuple(p(f"{cam}_transport", "raw", f"{cam} camera: raw (sensor_msgs/Image on {cam}/image_raw) | "
+                             f"compressed (sensor_msgs/CompressedImage, JPEG/PNG, on {cam}/image_raw/compressed)",
+                             choices=TRANSPORTS) for cam in ("ir", "visible"))
+        self.transports = transports
         use_info = p("use_camera_info", True, "attach the latest camera_info to each pair")
         publish_pairs = p("publish_pairs", on_pair is None, "publish FramePair on frame_pair")
         self.silence_timeout = p("silence_timeout", 1.0, "s without images before diagnostics warn",
@@ -95,12 +107,21 @@ class SyncNode(Node):
             message_filters = None  # message_filters has no latest-IR policy
         if backend == "message_filters" and message_filters is None:
             raise RuntimeError("sync_backend is 'message_filters' but message_filters is not importable")
-        topics = ("ir/image_raw", "visible/image_raw")
+        # image_transport's naming: the base topic is resolved (remapped) first, then "/compressed" appended,
+        # so remapping ir/image_raw also moves its compressed topic
+        topics = tuple(self.resolve_topic_name(base) + "/compressed" if t == "compressed" else base
+                       for base, t in zip(("ir/image_raw", "visible/image_raw"), transports))
+        msg_types = tuple(CompressedImage if t == "compressed" else Image for t in transports)
+        self.bad_input = [0, 0]          # per camera: compressed frames that could not be decoded
+        self.last_error = ""
+        self._last_error_time: float | None = None
+        self._decoded: list[tuple[Any, Any]] = [(None, None), (None, None)]  # (message, Image): an IR frame reused
         if message_filters is not None:
             self.backend = "message_filters"
             self._stats = SyncStats(received=[0, 0], dropped=[0, 0])
             # message_filters passes extra keyword arguments on to create_subscription
-            subs = [message_filters.Subscriber(self, Image, t, qos_profile=in_qos, event_callbacks=self._lost_events(i))
+            subs = [message_filters.Subscriber(self, msg_types[i], t, qos_profile=in_qos,
+                                               event_callbacks=self._lost_events(i))
                     for i, t in enumerate(topics)]
             for i, sub in enumerate(subs):
                 sub.registerCallback(self._mf_input, i)  # before the synchroniser's own callback
@@ -117,7 +138,7 @@ class SyncNode(Node):
                 self._policy = ApproximateTimePolicy(2, self.queue_size, self.slop)
             self._stats = self._policy.stats
             for i, topic in enumerate(topics):
-                self.create_subscription(Image, topic, lambda msg, i=i: self._builtin_add(i, msg), in_qos,
+                self.create_subscription(msg_types[i], topic, lambda msg, i=i: self._builtin_add(i, msg), in_qos,
                                          event_callbacks=self._lost_events(i))
         if use_info:
             for i, topic in enumerate(("ir/camera_info", "visible/camera_info")):
@@ -182,7 +203,31 @@ class SyncNode(Node):
         skew = self._stats.record_set([stamp_to_ns(ir.header.stamp), stamp_to_ns(vis.header.stamp)])
         self._emit(ir, vis, skew)
 
-    def _emit(self, ir: Image, vis: Image, skew: float) -> None:
+    def _as_image(self, index: int, msg: Any) -> Image | None:
+        """The frame as a sensor_msgs/Image: compressed ones are decoded here, after pairing, so that frames
+        that never pair cost nothing, and an IR frame reused by several pairs is decoded once. Undecodable
+        data is bad input (counted per camera, throttled log, ERROR in diagnostics): the pair is skipped."""
+        if isinstance(msg, Image):
+            return msg
+        cached_msg, cached_img = self._decoded[index]
+        if cached_msg is msg:
+            return cached_img  # None for a frame already found bad: counted once, not once per reuse
+        try:
+            img = compressed_to_image(msg, f"{CAMERA_NAMES[index]} image")
+        except InputError as exc:
+            self._decoded[index] = (msg, None)
+            self.bad_input[index] += 1
+            self.last_error = str(exc)
+            self._last_error_time = time.monotonic()
+            self.get_logger().warning(f"{exc}: pair skipped", throttle_duration_sec=5.0)
+            return None
+        self._decoded[index] = (msg, img)
+        return img
+
+    def _emit(self, ir: Any, vis: Any, skew: float) -> None:
+        ir, vis = self._as_image(IR, ir), self._as_image(VIS, vis)
+        if ir is None or vis is None:
+            return
         self._pair_meter.tick()
         pair = ImagePair(ir=ir, visible=vis, skew_sec=skew, ir_info=self._infos[IR], visible_info=self._infos[VIS])
         if self._pair_pub is not None:
@@ -216,6 +261,8 @@ class SyncNode(Node):
             "time_jumps": self.time_jumps,
             "frames_lost_ir": self.frames_lost[IR],
             "frames_lost_visible": self.frames_lost[VIS],
+            "bad_input_ir": self.bad_input[IR],
+            "bad_input_visible": self.bad_input[VIS],
         }
         if self.pairing == "latest_ir":
             values.update(
@@ -248,6 +295,10 @@ class SyncNode(Node):
             if lost > 0:
                 problems.append(f"{lost} {name} frame(s) lost in transport{self._size_hint(i)}")
         level, message = (WARN, "; ".join(problems)) if problems else (OK, f"pairing at {values['pair_rate_hz']:.1f} Hz")
+        values["last_error"] = self.last_error
+        period = self._diag_timer.timer_period_ns * 1e-9 if self._diag_timer else 1.0
+        if self._last_error_time is not None and now - self._last_error_time < max(2.0, 2 * period):
+            level, message = ERROR, "; ".join([self.last_error] + problems)  # as the fusion node reports bad input
         values["slop_ms"] = self.slop * 1e3
         if self.pairing == "latest_ir":
             values["max_ir_age_ms"] = self.max_ir_age * 1e3
