@@ -158,6 +158,18 @@ class Probe:
         rclpy.shutdown(context=self.context)
 
 
+def reliable_inputs(depth: int, topics: tuple[str, ...] = ("/ir/image_raw", "/visible/image_raw")) -> list:
+    """Parameters making the nodes' subscriptions of ``topics`` reliable with ``depth`` (rclpy's standard
+    ``qos_overrides.<topic>.subscription.*``): tests that count frames must not lose one to best effort."""
+    from rclpy.parameter import Parameter
+
+    params = []
+    for topic in topics:
+        params += [Parameter(f"qos_overrides.{topic}.subscription.reliability", value="reliable"),
+                   Parameter(f"qos_overrides.{topic}.subscription.depth", value=depth)]
+    return params
+
+
 def stamp_ns(msg: Any) -> int:
     return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
 

@@ -58,9 +58,8 @@ class Rig:
     def __init__(self) -> None:
         self.probe = Probe("ftpfusion_fault_injection")
         params = [Parameter("model", value="average"), Parameter("diagnostics_period", value=0.1),
-                  Parameter("silence_timeout", value=0.5), Parameter("input_qos.reliability", value="reliable"),
-                  Parameter("input_qos.depth", value=100), Parameter("queue_size", value=QUEUE),
-                  Parameter("cpu_threads", value=torch.get_num_threads())]
+                  Parameter("silence_timeout", value=0.5), Parameter("queue_size", value=QUEUE),
+                  Parameter("cpu_threads", value=torch.get_num_threads())] + ros_env.reliable_inputs(100, ("/frame_pair",))
         self.node = self.probe.add(FusionNode(context=self.probe.context, parameter_overrides=params))
         self.pub = self.probe.node.create_publisher(FramePair, "frame_pair", QoSProfile(depth=100))
         self.fused = self.probe.collect(Image, "fused/image", depth=200)

@@ -37,8 +37,8 @@ def test_compressed_cameras_at_different_rates_and_bad_frames() -> None:
                   Parameter("ir_transport", value="compressed"), Parameter("visible_transport", value="compressed"),
                   Parameter("queue_size", value=50), Parameter("diagnostics_period", value=0.2),
                   # reliable: the test counts frames
-                  Parameter("input_qos.reliability", value="reliable"), Parameter("input_qos.depth", value=50),
-                  Parameter("cpu_threads", value=torch.get_num_threads())]
+                  Parameter("cpu_threads", value=torch.get_num_threads()),
+                  *ros_env.reliable_inputs(50, ("/ir/image_raw/compressed", "/visible/image_raw/compressed"))]
         sync, fusion = build_composed(context=probe.context, parameter_overrides=params)
         probe.add(fusion)
         probe.add(sync)

@@ -76,10 +76,9 @@ def _values(status: DiagnosticStatus) -> dict[str, str]:
 def rig():
     probe = Probe()
     params = [Parameter("model", value="average"), Parameter("diagnostics_period", value=0.2),
-              Parameter("silence_timeout", value=0.6), Parameter("input_qos.reliability", value="reliable"),
-              Parameter("input_qos.depth", value=20), Parameter("queue_size", value=5),
+              Parameter("silence_timeout", value=0.6), Parameter("queue_size", value=5),
               # in-process: keep this pytest process's torch thread count as it is
-              Parameter("cpu_threads", value=torch.get_num_threads())]
+              Parameter("cpu_threads", value=torch.get_num_threads())] + ros_env.reliable_inputs(20)
     sync, fusion = build_composed(context=probe.context, parameter_overrides=params)
     probe.add(fusion)
     probe.add(sync)
@@ -174,8 +173,8 @@ def test_sync_node_pairs_like_the_policy(backend: str) -> None:
     try:
         got: list[tuple[int, int]] = []
         params = [Parameter("sync_backend", value=backend), Parameter("slop", value=0.015),
-                  Parameter("queue_size", value=4), Parameter("input_qos.reliability", value="reliable"),
-                  Parameter("input_qos.depth", value=50), Parameter("diagnostics_period", value=0.0)]
+                  Parameter("queue_size", value=4), Parameter("diagnostics_period", value=0.0),
+                  *ros_env.reliable_inputs(50)]
         node = probe.add(SyncNode(on_pair=lambda p: got.append((ros_env.stamp_ns(p.ir), ros_env.stamp_ns(p.visible))),
                                   context=probe.context, parameter_overrides=params))
         assert node.backend == backend

@@ -41,7 +41,7 @@ def _events(duration_ms: int = 1000) -> list[tuple[int, int]]:
 
 def _reliable_inputs() -> list[Parameter]:
     # reliable: this test counts frames, and a best-effort reader may lose one on a loaded machine
-    return [Parameter("input_qos.reliability", value="reliable"), Parameter("input_qos.depth", value=50)]
+    return ros_env.reliable_inputs(50)
 
 
 def test_latest_ir_fuses_every_visible_frame_of_a_faster_camera() -> None:

@@ -89,8 +89,8 @@ def test_ftpfusion_through_the_fusion_node_over_dds_equals_the_offline_engine():
     probe = ros_env.Probe("ftpfusion_test_shipped")
     try:
         # the node's defaults (model auto), with a queue long enough that no pair is dropped here
-        params = [Parameter("queue_size", value=len(frames)), Parameter("input_qos.reliability", value="reliable"),
-                  Parameter("input_qos.depth", value=50), Parameter("cpu_threads", value=torch.get_num_threads())]
+        params = [Parameter("queue_size", value=len(frames)), Parameter("cpu_threads", value=torch.get_num_threads()),
+                  *ros_env.reliable_inputs(50, ("/frame_pair",))]
         node = probe.add(FusionNode(context=probe.context, parameter_overrides=params))
         assert node.engine.model_name == "ftpfusion" and node.engine.window > 1
         pub = probe.node.create_publisher(FramePair, "frame_pair", QoSProfile(depth=50))

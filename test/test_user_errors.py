@@ -65,7 +65,8 @@ def test_integer_values_for_float_parameters_are_accepted(probe):
     ("homography", [1.0, 0.0, 0.0], "'homography' needs 0 or 9 values"),
     ("seg.format", "jpeg", "'seg.format' must be one of"),
     ("precision", "fp8", "'precision' must be one of"),
-    ("input_qos.depth", 0, "input_qos.depth"),
+    ("qos_overrides./frame_pair.subscription.depth", 0, r"qos_overrides\./frame_pair\.subscription"),
+    ("qos_overrides./fused/image.publisher.reliability", "sometimes", r"qos_overrides\./fused/image\.publisher"),
 ])
 def test_bad_fusion_node_parameters_are_one_clear_error(probe, name, value, message):
     with pytest.raises(ValueError, match=message):

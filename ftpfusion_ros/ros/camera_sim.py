@@ -24,7 +24,7 @@ from sensor_msgs.msg import CameraInfo, Image
 
 from .conversions import array_to_image, camera_info_for
 from .params import declare
-from .qos import PUBLISHER, declare_qos_parameters
+from .qos import create_publisher
 
 NODE_NAME = "ftpfusion_camera_sim"
 SOURCES = ("synthetic", "files")
@@ -55,7 +55,6 @@ class CameraSimNode(Node):
         self.min_subscribers = p("min_subscribers", 1, "subscribers per image topic to wait for", minimum=0)
         seed = p("seed", 0, "synthetic scene seed")
         ir_path, vis_path = p("ir_path", "", "source files: IR frames/MP4"), p("vis_path", "", "source files: visible")
-        qos = declare_qos_parameters(self, "output_qos", PUBLISHER)
 
         if source == "synthetic":
             from ..data.synthetic import SceneConfig, SyntheticScene
@@ -74,10 +73,10 @@ class CameraSimNode(Node):
             self._frames = self._file_frames()
             self.source_name = f"{self._pair.name} ({len(self._pair)} frames)"
 
-        self._pub_ir = self.create_publisher(Image, "ir/image_raw", qos)
-        self._pub_vis = self.create_publisher(Image, "visible/image_raw", qos)
-        self._pub_ir_info = self.create_publisher(CameraInfo, "ir/camera_info", qos)
-        self._pub_vis_info = self.create_publisher(CameraInfo, "visible/camera_info", qos)
+        self._pub_ir = create_publisher(self, Image, "ir/image_raw")
+        self._pub_vis = create_publisher(self, Image, "visible/image_raw")
+        self._pub_ir_info = create_publisher(self, CameraInfo, "ir/camera_info")
+        self._pub_vis_info = create_publisher(self, CameraInfo, "visible/camera_info")
         self.published = 0
         self.done = False
         self._started_wall: float | None = None

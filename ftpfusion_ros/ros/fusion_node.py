@@ -40,7 +40,7 @@ from .diagnostics import ERROR, OK, WARN, make_array
 from .monitoring import LatencyWindow, RateMeter
 from .pairs import ImagePair, pair_from_msg
 from .params import declare
-from .qos import PUBLISHER, SENSOR_DATA, declare_qos_parameters
+from .qos import create_publisher, create_subscription
 
 NODE_NAME = "ftpfusion_fusion_node"
 def _set_cpu_threads(requested: int) -> int:
@@ -102,8 +102,6 @@ class FusionNode(Node):
         self.time_jump = p("time_jump_reset", 1.0, "a stamp this many s behind the last pair resets the ring "
                            "(bag loop, restart); smaller steps back are dropped as out of order", minimum=0.0)
         period = p("diagnostics_period", 1.0, "s between /diagnostics messages; 0: none", minimum=0.0)
-        in_qos = declare_qos_parameters(self, "input_qos", SENSOR_DATA)
-        out_qos = declare_qos_parameters(self, "output_qos", PUBLISHER)
 
         frame_pair_type, status_type = load_interfaces()
         self._status_type = status_type
@@ -113,19 +111,19 @@ class FusionNode(Node):
                                                    "none (IR resized onto the visible frame)"))
         self.cpu_threads = _set_cpu_threads(cpu_threads) if self.engine.device.type == "cpu" else None
 
-        self._pub_fused = self.create_publisher(Image, "fused/image", out_qos)
-        self._pub_info = self.create_publisher(CameraInfo, "fused/camera_info", out_qos)
-        self._pub_seg = self.create_publisher(Image, "fused/image_seg", out_qos) if self.seg_enabled else None
-        self._pub_aligned = (self.create_publisher(Image, "aligned/ir", out_qos),
-                             self.create_publisher(Image, "aligned/visible", out_qos)) if self.publish_aligned else None
-        self._pub_status = self.create_publisher(status_type, "fused/status", out_qos)
+        self._pub_fused = create_publisher(self, Image, "fused/image")
+        self._pub_info = create_publisher(self, CameraInfo, "fused/camera_info")
+        self._pub_seg = create_publisher(self, Image, "fused/image_seg") if self.seg_enabled else None
+        self._pub_aligned = (create_publisher(self, Image, "aligned/ir"),
+                             create_publisher(self, Image, "aligned/visible")) if self.publish_aligned else None
+        self._pub_status = create_publisher(self, status_type, "fused/status")
         self._pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.pairs_lost = 0  # FramePair samples the DDS reader reports lost (too large for the transport?)
         self._lost_reported = 0
         if subscribe_pairs:
             lost = SubscriptionEventCallbacks(message_lost=self._on_lost)
-            self.create_subscription(frame_pair_type, "frame_pair", lambda m: self.submit(pair_from_msg(m)), in_qos,
-                                     event_callbacks=lost)
+            create_subscription(self, frame_pair_type, "frame_pair", lambda m: self.submit(pair_from_msg(m)),
+                                event_callbacks=lost)
 
         # Counters (written by the worker / executor threads, read by diagnostics; ints are atomic enough).
         self.pairs_received = 0

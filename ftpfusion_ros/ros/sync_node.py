@@ -34,7 +34,7 @@ from .diagnostics import ERROR, OK, WARN, make_array
 from .monitoring import RateMeter
 from .pairs import ImagePair, pair_to_msg
 from .params import declare
-from .qos import PUBLISHER, SENSOR_DATA, declare_qos_parameters
+from .qos import create_publisher, create_subscription, overriding_options, sensor_data
 
 NODE_NAME = "ftpfusion_sync_node"
 IR, VIS = 0, 1
@@ -83,8 +83,6 @@ class SyncNode(Node):
         self.time_jump = p("time_jump_reset", 1.0, "a stamp this many s back clears the queues; 0: off",
                            minimum=0.0)
         period = p("diagnostics_period", 1.0, "s between /diagnostics messages; 0: none", minimum=0.0)
-        in_qos = declare_qos_parameters(self, "input_qos", SENSOR_DATA)
-        out_qos = declare_qos_parameters(self, "output_qos", PUBLISHER)
 
         self._on_pair = on_pair
         self._meters = (RateMeter(), RateMeter())
@@ -99,7 +97,7 @@ class SyncNode(Node):
         if publish_pairs:
             frame_pair_type, _ = load_interfaces()
             self._frame_pair_type = frame_pair_type
-            self._pair_pub = self.create_publisher(frame_pair_type, "frame_pair", out_qos)
+            self._pair_pub = create_publisher(self, frame_pair_type, "frame_pair")
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
 
         message_filters = _import_message_filters() if backend != "builtin" else None
@@ -120,7 +118,8 @@ class SyncNode(Node):
             self.backend = "message_filters"
             self._stats = SyncStats(received=[0, 0], dropped=[0, 0])
             # message_filters passes extra keyword arguments on to create_subscription
-            subs = [message_filters.Subscriber(self, msg_types[i], t, qos_profile=in_qos,
+            subs = [message_filters.Subscriber(self, msg_types[i], t, qos_profile=sensor_data(),
+                                               qos_overriding_options=overriding_options(),
                                                event_callbacks=self._lost_events(i))
                     for i, t in enumerate(topics)]
             for i, sub in enumerate(subs):
@@ -138,12 +137,11 @@ class SyncNode(Node):
                 self._policy = ApproximateTimePolicy(2, self.queue_size, self.slop)
             self._stats = self._policy.stats
             for i, topic in enumerate(topics):
-                self.create_subscription(msg_types[i], topic, lambda msg, i=i: self._builtin_add(i, msg), in_qos,
-                                         event_callbacks=self._lost_events(i))
+                create_subscription(self, msg_types[i], topic, lambda msg, i=i: self._builtin_add(i, msg),
+                                    event_callbacks=self._lost_events(i))
         if use_info:
             for i, topic in enumerate(("ir/camera_info", "visible/camera_info")):
-                self.create_subscription(CameraInfo, topic, lambda msg, i=i: self._infos.__setitem__(i, msg),
-                                         in_qos)
+                create_subscription(self, CameraInfo, topic, lambda msg, i=i: self._infos.__setitem__(i, msg))
         self._diag_timer = self.create_timer(period, self.publish_diagnostics) if period > 0 else None
         self.get_logger().info(
             f"pairing {self.resolve_topic_name(topics[0])} + {self.resolve_topic_name(topics[1])} "
