@@ -19,6 +19,7 @@ from std_msgs.msg import Header  # noqa: E402
 
 from ftpfusion_ros.ros.composed import build_composed  # noqa: E402
 from ftpfusion_ros.ros.conversions import array_to_compressed  # noqa: E402
+from ftpfusion_ros.ros.sync_node import SyncNode  # noqa: E402
 
 W, H = 64, 48
 T0 = 3_000 * 1_000_000_000  # ns
@@ -107,5 +108,24 @@ def test_compressed_cameras_at_different_rates_and_bad_frames() -> None:
         assert probe.spin_until(lambda: len(fused) == 60, 30), f"{len(fused)} fused of 60"
         assert [ros_env.stamp_ns(m) for m in fused[30:]] == more
         assert fusion.input_errors == 0  # nothing bad reached the engine
+    finally:
+        probe.close()
+
+
+def test_remapping_the_base_topic_moves_its_compressed_topic() -> None:
+    """As image_transport does: `-r ir/image_raw:=/flir/image_raw` with ir_transport compressed subscribes
+    /flir/image_raw/compressed."""
+    probe = Probe()
+    try:
+        node = SyncNode(on_pair=lambda p: None, context=probe.context,
+                        cli_args=["--ros-args", "-r", "ir/image_raw:=/flir/image_raw"],
+                        parameter_overrides=[Parameter("ir_transport", value="compressed"),
+                                             Parameter("diagnostics_period", value=0.0)])
+        try:
+            topics = {s.topic_name: s.msg_type for s in node.subscriptions}
+            assert topics["/flir/image_raw/compressed"] is CompressedImage
+            assert topics["/visible/image_raw"] is Image
+        finally:
+            node.destroy_node()
     finally:
         probe.close()

@@ -63,7 +63,8 @@ class SyncNode(Node):
             return declare(self, name, default, description, **checks)
 
         self.slop = p("slop", 0.02, "approximate-time pairing tolerance (s)", minimum=0.0)
-        self.queue_size = p("queue_size", 10, "messages kept per camera while pairing", minimum=1)
+        self.queue_size = p("queue_size", 10, "messages kept per camera while pairing (latest_ir: recent IR "
+                            "frames)", minimum=1)
         backend = p("sync_backend", "auto", "auto | message_filters | builtin", choices=BACKENDS)
         self.pairing = p("pairing", "approximate", "approximate (both cameras within slop) | latest_ir (every "
                          "visible frame with the newest IR frame: output at the visible camera's rate)",
