@@ -21,7 +21,7 @@ from tqdm import tqdm
 from ..data.rosbag_io import BagCopyWriter, SyncedBag, SyncedPair, engine_input, image_message, open_reader
 from ..runtime import FusionEngine, FusionResult, SizeChangedError
 from .common import add_engine_arguments, engine_config
-from .extract_cmd import add_bag_arguments
+from .extract_cmd import add_bag_arguments, add_pairing_arguments
 
 FUSED, ALIGNED_IR, ALIGNED_VIS = "fused/image", "aligned/ir", "aligned/visible"
 
@@ -39,6 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fps", type=float, help="frame rate of the --mp4 video (default: the visible "
                         "topic's rate in the bag)")
     add_bag_arguments(parser)
+    add_pairing_arguments(parser)
     add_engine_arguments(parser)
 
 
@@ -125,7 +126,8 @@ def _letterbox(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def run(args: argparse.Namespace) -> int:
-    synced = SyncedBag(args.input, args.ir_topic, args.vis_topic, args.slop, args.queue_size)
+    synced = SyncedBag(args.input, args.ir_topic, args.vis_topic, args.slop, args.queue_size,
+                       pairing=args.pairing, max_ir_age=args.max_ir_age)
     out = Path(args.out)
     if out.exists():
         raise ValueError(f"output {out} exists already; remove it or choose another --out")

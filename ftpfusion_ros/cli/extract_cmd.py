@@ -17,8 +17,8 @@ from pathlib import Path
 import cv2
 from tqdm import tqdm
 
-from ..data.rosbag_io import (DEFAULT_IR_TOPIC, DEFAULT_QUEUE_SIZE, DEFAULT_SLOP_S, DEFAULT_VIS_TOPIC,
-                              SyncedBag, ir_to_dataset, vis_to_bgr)
+from ..data.rosbag_io import (DEFAULT_IR_TOPIC, DEFAULT_MAX_IR_AGE_S, DEFAULT_QUEUE_SIZE, DEFAULT_SLOP_S,
+                              DEFAULT_VIS_TOPIC, PAIRINGS, SyncedBag, ir_to_dataset, vis_to_bgr)
 
 TIMESTAMPS_FILE = "timestamps.csv"
 TIMESTAMPS_COLUMNS = ("frame", "ir_stamp_ns", "vis_stamp_ns", "skew_ns")
@@ -35,6 +35,16 @@ def add_bag_arguments(parser: argparse.ArgumentParser) -> None:
                    help=f"approximate-time pairing tolerance in seconds (default: {DEFAULT_SLOP_S})")
     g.add_argument("--queue-size", type=int, default=DEFAULT_QUEUE_SIZE,
                    help=f"messages kept per topic while pairing (default: {DEFAULT_QUEUE_SIZE})")
+
+
+def add_pairing_arguments(parser: argparse.ArgumentParser) -> None:
+    """The sync node's pairing choice, for the commands that fuse a bag (the same pairs as the node)."""
+    g = parser.add_argument_group("pairing")
+    g.add_argument("--pairing", choices=PAIRINGS, default="approximate",
+                   help="approximate: IR and visible within --slop; latest_ir: every visible frame with the newest "
+                        "IR frame no older than --max-ir-age (a slow thermal camera; default: approximate)")
+    g.add_argument("--max-ir-age", type=float, default=DEFAULT_MAX_IR_AGE_S,
+                   help=f"latest_ir: oldest IR frame still fused, seconds (default: {DEFAULT_MAX_IR_AGE_S})")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -19,7 +19,7 @@ from ..data.sequences import open_pair
 from ..runtime import FusionEngine
 from ..runtime.offline import stream_frames
 from .common import add_engine_arguments, engine_config
-from .extract_cmd import add_bag_arguments
+from .extract_cmd import add_bag_arguments, add_pairing_arguments
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,6 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output folder (one PNG per input frame or pair)")
     add_engine_arguments(parser)
     add_bag_arguments(parser)
+    add_pairing_arguments(parser)
 
 
 def _source(args: argparse.Namespace):
@@ -39,7 +40,8 @@ def _source(args: argparse.Namespace):
     if args.bag:
         if args.ir or args.vis:
             raise ValueError("give either --bag or --ir/--vis, not both")
-        synced = SyncedBag(args.bag, args.ir_topic, args.vis_topic, args.slop, args.queue_size)
+        synced = SyncedBag(args.bag, args.ir_topic, args.vis_topic, args.slop, args.queue_size,
+                           pairing=args.pairing, max_ir_age=args.max_ir_age)
         return synced.engine_frames(), synced.max_pairs, Path(args.bag).stem
     if not (args.ir and args.vis):
         raise ValueError("--ir and --vis are both required (or --bag)")

@@ -32,7 +32,7 @@ from rosbags.typesys import Stores, get_typestore
 from rosbags.typesys.store import Typestore
 
 from ..runtime.encodings import ENCODINGS
-from ..runtime.sync_policy import NS_PER_S, ApproximateTimePolicy, SyncStats
+from ..runtime.sync_policy import NS_PER_S, ApproximateTimePolicy, LatestIrPolicy, SyncStats
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,8 @@ DEFAULT_SLOP_S = 0.05       # the sync node's default (ApproximateTimePolicy)
 DEFAULT_IR_TOPIC = "/ir/image_raw"          # the ROS interface's default input names (DESIGN.md)
 DEFAULT_VIS_TOPIC = "/visible/image_raw"
 DEFAULT_QUEUE_SIZE = 10
+PAIRINGS = ("approximate", "latest_ir")  # the sync node's `pairing` parameter
+DEFAULT_MAX_IR_AGE_S = 0.2  # the sync node's `max_ir_age`
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 MAX_NAMED_SKIPS = 3     # malformed messages named one by one in the log; the rest are counted
 
@@ -249,7 +251,9 @@ class _Pending:
 
 
 class SyncedBag:
-    """IR/visible pairs of a bag, formed by the sync node's approximate-time policy in receive order.
+    """IR/visible pairs of a bag, formed by the sync node's pairing policy in receive order: approximate
+    time, or with ``pairing="latest_ir"`` every visible frame with the newest IR frame no older than
+    ``max_ir_age`` (runtime.sync_policy.LatestIrPolicy, as the node with the same parameters).
 
     Construction validates the bag and topics (clear errors before any work); iterating yields
     SyncedPair in order of formation and raises BagError at the end when no pair formed at all.
@@ -257,8 +261,15 @@ class SyncedBag:
     """
 
     def __init__(self, path: str | Path, ir_topic: str, vis_topic: str, slop: float = DEFAULT_SLOP_S,
-                 queue_size: int = DEFAULT_QUEUE_SIZE) -> None:
+                 queue_size: int = DEFAULT_QUEUE_SIZE, pairing: str = "approximate",
+                 max_ir_age: float = DEFAULT_MAX_IR_AGE_S) -> None:
         self.path = Path(path)
+        if pairing not in PAIRINGS:
+            raise BagError(f"pairing must be one of {', '.join(PAIRINGS)}, got {pairing!r}")
+        if max_ir_age < 0:
+            raise BagError(f"max IR age must be >= 0 seconds, got {max_ir_age}")
+        self.pairing = pairing
+        self.max_ir_age = float(max_ir_age)
         self.slop = float(slop)
         self.queue_size = int(queue_size)
         self.stats: SyncStats | None = None
@@ -282,7 +293,7 @@ class SyncedBag:
     @property
     def max_pairs(self) -> int:
         """Upper bound of the number of pairs (for progress bars)."""
-        return min(self.ir_count, self.vis_count)
+        return self.vis_count if self.pairing == "latest_ir" else min(self.ir_count, self.vis_count)
 
     def nominal_fps(self, default: float = 30.0) -> float:
         """Visible frame rate estimated from the message count and the bag's duration."""
@@ -307,17 +318,28 @@ class SyncedBag:
     def _decode(self, matched: tuple[_Pending, _Pending], index: int) -> SyncedPair | None:
         frames = []
         for p in matched:
-            try:
-                frames.append(self._frame(p))
-            except BagError as exc:
-                self._skip(p, str(exc))
+            if self._last_decoded[0] is p:  # latest_ir: an IR frame reused by several pairs is decoded once
+                frame = self._last_decoded[1]
+            else:
+                try:
+                    frame = self._frame(p)
+                except BagError as exc:
+                    frame = None
+                    self._skip(p, str(exc))
+                self._last_decoded = (p, frame)
+            if frame is None:
                 return None
+            frames.append(frame)
         return SyncedPair(index, *frames)
 
     def __iter__(self) -> Iterator[SyncedPair]:
-        policy = ApproximateTimePolicy(2, self.queue_size, self.slop)
+        if self.pairing == "latest_ir":  # the node's rule: an IR frame up to slop after the visible one counts
+            policy = LatestIrPolicy(self.queue_size, self.max_ir_age, future_tolerance=self.slop)
+        else:
+            policy = ApproximateTimePolicy(2, self.queue_size, self.slop)
         self.stats = policy.stats
         self.skipped = []
+        self._last_decoded: tuple[_Pending | None, ImageFrame | None] = (None, None)
         ir_range = [None, None]
         vis_range = [None, None]
         n = 0
@@ -349,8 +371,10 @@ class SyncedBag:
         if n == 0:
             def span(r):
                 return "none" if r[0] is None else f"{r[0] / NS_PER_S:.3f}..{r[1] / NS_PER_S:.3f} s"
+            rule = (f"with an IR frame at most {self.max_ir_age:g} s older" if self.pairing == "latest_ir"
+                    else f"within slop {self.slop:g} s")
             raise BagError(
-                f"no IR/visible pairs within slop {self.slop:g} s in {self.path}: "
+                f"no IR/visible pairs {rule} in {self.path}: "
                 f"{self.stats.received[0]} IR messages (stamps {span(ir_range)}), "
                 f"{self.stats.received[1]} visible messages (stamps {span(vis_range)}); "
                 "check the topics or increase --slop")
