@@ -141,6 +141,16 @@ def _meta(mode: str, names: list[str], conventions, pairs: Sequence[ImagePair], 
     }
 
 
+def _checked_inputs(metrics: Sequence[str] | None, pairs: Sequence[ImagePair], rows: Any, what: str) -> list[str]:
+    """The metric names to score, after refusing an empty run (no pairs, or no `what` to score)."""
+    names = image_metrics(metrics)
+    if not pairs:
+        raise ValueError("no image pairs to evaluate")
+    if not rows:
+        raise ValueError(f"no {what} to evaluate")
+    return names
+
+
 def evaluate_image_pairs(pairs: Sequence[ImagePair], entries: Sequence[EngineEntry],
                          metrics: Sequence[str] | None = None,
                          conventions: Mapping[str, Mapping[str, Any]] | None = None,
@@ -148,11 +158,7 @@ def evaluate_image_pairs(pairs: Sequence[ImagePair], entries: Sequence[EngineEnt
     """Fuse every pair with every entry's engine (each pair on its own) and score the spatial metrics."""
     from ..runtime.offline import fuse_single, single_image_engine
 
-    names = image_metrics(metrics)
-    if not pairs:
-        raise ValueError("no image pairs to evaluate")
-    if not entries:
-        raise ValueError("no models to evaluate")
+    names = _checked_inputs(metrics, pairs, entries, "models")
     labels = [e.label for e in entries]
     if len(set(labels)) != len(labels):
         raise ValueError(f"duplicate row labels: {labels}")
@@ -202,11 +208,7 @@ def evaluate_image_predictions(pairs: Sequence[ImagePair], preds: Mapping[str, s
     """Score fused images made elsewhere: ``preds`` = {label: folder with one ``NAME.*`` per pair}."""
     from ..runtime.registration import register_ir
 
-    names = image_metrics(metrics)
-    if not pairs:
-        raise ValueError("no image pairs to evaluate")
-    if not preds:
-        raise ValueError("no prediction folders to evaluate")
+    names = _checked_inputs(metrics, pairs, preds, "prediction folders")
     t_start = time.perf_counter()
     files = {lab: match_image_predictions(d, pairs, lab) for lab, d in preds.items()}
     labels = list(preds)
