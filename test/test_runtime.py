@@ -248,3 +248,30 @@ def test_engine_config_from_dict_rejects_typos():
     assert cfg.agc.smoothing == 0.2
     with pytest.raises(ValueError, match="unknown engine settings"):
         EngineConfig.from_dict({"modle": "average"})
+
+
+def test_checkpoint_saved_before_new_switches_loads_as_it_was_trained(tmp_path):
+    """An FTPFusion sidecar written before encoder_norm / guided_head / sharpen_gate existed lacks those
+    keys: it loads with the values it was trained with (all off), not today's defaults, and fuses as
+    before; a current sidecar (every key present) is unaffected."""
+    import yaml
+
+    from ftpfusion_ros.models import build_model
+    from ftpfusion_ros.runtime.checkpoint import load_checkpoint, save_checkpoint
+
+    legacy = {"channels": [4, 8, 8], "encoder_norm": False, "guided_head": False, "sharpen_gate": False,
+              "train_targets": "clip"}
+    torch.manual_seed(0)
+    model = build_model("ftpfusion", legacy).eval()
+    path = save_checkpoint(model, tmp_path / "old.pt", {"channels": [4, 8, 8]})  # keys absent, as in 0.1
+    side = yaml.safe_load(path.with_suffix(".yaml").read_text())
+    assert "sharpen_gate" not in side["config"]
+    loaded = load_checkpoint("ftpfusion", path)
+    assert not loaded.sharpen_gate and not loaded.encoder_norm and loaded.decoder.guide is None
+    ir, vis = torch.rand(1, 1, 3, 32, 48), torch.rand(1, 3, 3, 32, 48)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(ir, vis), model(ir, vis), atol=1e-4, rtol=0)  # conv layouts differ
+    current = build_model("ftpfusion", {"channels": [4, 8, 8]}).eval()
+    full = {**build_model.__globals__["default_config"]("ftpfusion"), "channels": [4, 8, 8]}
+    again = load_checkpoint("ftpfusion", save_checkpoint(current, tmp_path / "new.pt", full))
+    assert again.sharpen_gate and again.encoder_norm and again.decoder.guide is not None

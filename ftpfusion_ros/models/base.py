@@ -32,6 +32,9 @@ class FusionModel(nn.Module):
     learned: ClassVar[bool] = False
     #: True when outputs depend on neighbouring frames (video model)
     temporal: ClassVar[bool] = False
+    #: config values of keys added after checkpoints were first saved: a checkpoint whose sidecar config
+    #: lacks such a key was trained with this value (not the current default), so it still loads as trained
+    legacy_config: ClassVar[dict[str, Any]] = {}
 
     def __init__(self) -> None:
         super().__init__()

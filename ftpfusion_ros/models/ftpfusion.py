@@ -246,6 +246,8 @@ class FTPFusion(FusionModel):
 
     learned = True
     temporal = True
+    # switches added in 0.2 whose default changes the weights' layout or the input the network sees
+    legacy_config = {"encoder_norm": False, "guided_head": False, "sharpen_gate": False, "train_targets": "clip"}
 
     def __init__(
         self,

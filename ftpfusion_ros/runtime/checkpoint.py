@@ -94,8 +94,26 @@ def load_checkpoint(name: str, path: str | Path, overrides: dict[str, Any] | Non
     if unknown:  # the user's mistake, not the checkpoint's: say so before reading the file
         raise ValueError(f"unknown model options {sorted(unknown)} for {name!r}; known: {sorted(default_config(name))}")
     state, meta = read_state(name, path)
+    config = dict(meta.get("config") or {})
+    model = _build_and_load(name, path, state, {**config, **(overrides or {})})
+    if isinstance(model, FusionModel):
+        return model
+    # Weights missing for modules added since: a sidecar written before those switches existed lacks
+    # their keys, and the checkpoint was trained with their legacy values, not today's defaults.
+    legacy = {k: v for k, v in model_class(name).legacy_config.items() if k not in config}
+    if legacy:
+        retry = _build_and_load(name, path, state, {**legacy, **config, **(overrides or {})})
+        if isinstance(retry, FusionModel):
+            return retry
+    raise model
+
+
+def _build_and_load(name: str, path: Path, state: dict[str, torch.Tensor],
+                    config: dict[str, Any]) -> FusionModel | CheckpointError:
+    """The model built from `config` with `state` loaded, or the CheckpointError saying why not (returned
+    for missing keys, so that the caller can retry with legacy switches; raised otherwise)."""
     try:
-        model = build_model(name, {**(meta.get("config") or {}), **(overrides or {})} or None)
+        model = build_model(name, config or None)
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"checkpoint {path}: its config does not build model {name!r}: {exc}") from exc
     try:
@@ -103,6 +121,9 @@ def load_checkpoint(name: str, path: str | Path, overrides: dict[str, Any] | Non
     except RuntimeError as exc:  # shape mismatches
         raise CheckpointError(f"checkpoint {path} does not fit model {name!r}: {exc}") from exc
     if missing or unexpected:
-        raise CheckpointError(f"checkpoint {path} does not fit model {name!r}: missing keys {missing[:5]}, "
-                              f"unexpected keys {unexpected[:5]}")
+        error = CheckpointError(f"checkpoint {path} does not fit model {name!r}: missing keys {missing[:5]}, "
+                                f"unexpected keys {unexpected[:5]}")
+        if unexpected:
+            raise error
+        return error
     return model
