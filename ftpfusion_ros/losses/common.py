@@ -11,6 +11,7 @@ import math
 import torch
 import torch.nn.functional as F
 from ..nn.colour import rgb_to_y, rgb_to_ycbcr
+from ..metrics.spatial import QABF_ORIENTATION, QABF_STRENGTH
 from ..nn.base_fusion import fuse_base
 
 # 3x3 Sobel kernels (x: derivative along W, y: along H).
@@ -56,14 +57,18 @@ def intensity_target(ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
     return fuse_base(luminance(ir), luminance(vis), "max")
 
 
-def sobel_xy(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel 3x3 Sobel derivatives of (N, C, H, W) frames (or a clip, flattened), replicate
-    padding so that image borders do not produce fake edges."""
+def sobel_xy(x: torch.Tensor, border: str = "replicate") -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel 3x3 Sobel derivatives of (N, C, H, W) frames (or a clip, flattened). ``border``:
+    'replicate' (default) so that image borders do not produce fake edges, or 'zeros' as the Qabf metric
+    pads."""
+    if border not in ("replicate", "zeros"):
+        raise ValueError(f"Sobel border must be 'replicate' or 'zeros', got {border!r}")
     x = flatten_clip(x)
     c = x.shape[1]
     weight = torch.stack((_SOBEL_X, _SOBEL_Y)).to(dtype=x.dtype, device=x.device)
     weight = weight[:, None].repeat(c, 1, 1, 1)  # (2C, 1, 3, 3): x and y kernels per channel
-    g = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), weight, groups=c)
+    g = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate" if border == "replicate" else "constant"), weight,
+                 groups=c)
     return g[:, 0::2], g[:, 1::2]
 
 
@@ -110,35 +115,32 @@ def detail_loss(fused_y: torch.Tensor, a: torch.Tensor, b: torch.Tensor, scales:
     return total / n
 
 
-_QG = (0.9994, 15.0, 0.5)  # Qabf's edge-strength sigmoid: Gamma, kappa, sigma (metrics.spatial, METRICS.md)
-_QA = (0.9879, 22.0, 0.8)  # and its orientation sigmoid
-
-
 def edge_transfer(fused_y: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Differentiable Qabf (Xydeas & Petrovic, the project's ``xydeas`` convention: 3x3 Sobel, zero
     padding, alpha = atan(sy/sx)) per frame, (N,) in [0, 1]: the share of the sources' edge strength and
     orientation that reaches the fused frame. Equal to :func:`ftpfusion_ros.metrics.spatial.qabf` up to
     float rounding and the measure-zero cases (sx == 0, equal strengths) that the metric special-cases;
     ``1 - edge_transfer`` is a training loss that rewards edges of *both* cameras, at their own strength."""
-    def sobel(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = flatten_clip(x).float()
-        k = torch.stack((_SOBEL_X, _SOBEL_X.t())).to(dtype=x.dtype, device=x.device)[:, None]
-        g = F.conv2d(x, k, padding=1)  # zero padding, as the metric
-        sx, sy = g[:, :1], g[:, 1:]
+    def strength_angle(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        sx, sy = sobel_xy(x.float(), border="zeros")
         strength = torch.sqrt(sx * sx + sy * sy + 1e-12)
         sx = torch.where(sx.abs() < 1e-6, torch.full_like(sx, 1e-6), sx)
         return strength, torch.atan(sy / sx)
 
-    g_f, al_f = sobel(fused_y)
+    def sigmoid(params: tuple[float, float, float], x: torch.Tensor) -> torch.Tensor:
+        gamma, kappa, sigma = params  # Gamma / (1 + exp(kappa (x - sigma))), as the metric
+        return gamma * torch.sigmoid(-kappa * (x - sigma))
+
+    g_f, al_f = strength_angle(fused_y)
     total = 0.0
     weight = 0.0
     for src in (a, b):
-        g_x, al_x = sobel(src)
+        g_x, al_x = strength_angle(src)
         with torch.no_grad():
             weight = weight + g_x
         ratio = torch.minimum(g_x, g_f) / torch.maximum(g_x, g_f)
         orient = 1.0 - (al_x - al_f).abs() / (math.pi / 2)
-        q = (_QG[0] * torch.sigmoid(_QG[1] * (ratio - _QG[2]))) * (_QA[0] * torch.sigmoid(_QA[1] * (orient - _QA[2])))
+        q = sigmoid(QABF_STRENGTH, ratio) * sigmoid(QABF_ORIENTATION, orient)
         total = total + (q * g_x).sum((1, 2, 3))
     return total / weight.sum((1, 2, 3)).clamp_min(1e-12)
 

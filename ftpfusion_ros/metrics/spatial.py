@@ -254,8 +254,11 @@ def vif(f: np.ndarray, a: np.ndarray, b: np.ndarray, convention: str = "sum", si
 # ----------------------------------------------------------------------------------------------- Qabf
 _SOBEL_X = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], dtype=np.float64)
 _SOBEL_Y = np.array([[-1, -2, -1], [0, 0, 0], [1, 2, 1]], dtype=np.float64)
-_QG = (0.9994, -15.0, 0.5)  # Gamma_g, kappa_g, sigma_g
-_QA = (0.9879, -22.0, 0.8)  # Gamma_a, kappa_a, sigma_a
+#: Qabf's sigmoids Gamma / (1 + exp(kappa (x - sigma))) of edge strength and orientation (also used by the
+#: differentiable Qabf of the training losses, ftpfusion_ros.losses.common.edge_transfer)
+QABF_STRENGTH = (0.9994, -15.0, 0.5)  # Gamma_g, kappa_g, sigma_g
+QABF_ORIENTATION = (0.9879, -22.0, 0.8)  # Gamma_a, kappa_a, sigma_a
+_QG, _QA = QABF_STRENGTH, QABF_ORIENTATION
 
 
 def _sobel(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
