@@ -406,40 +406,43 @@ class FTPFusion(FusionModel):
     def _fuse(self, cache: Sequence[dict[str, Any]], targets: list[int]) -> dict[str, torch.Tensor]:
         """Targets fused from the window, target-major (len(targets) * B, ...): 'rgb' (output, padded size),
         'base' (the base luminance the network refines), 'gain' (the targets' de-flicker gain/offset,
-        (a_ir, b_ir, a_vis, b_vis)), 'y' (the output luminance before colour and clamping)."""
+        (a_ir, b_ir, a_vis, b_vis)), 'y' (the output luminance before colour and clamping), 'ir' and 'vis'
+        (the targets' sources de-flickered with that gain)."""
         base, gain = self._base(cache, targets)
         g = gain.to(base.dtype).view(-1, 4, 1, 1)
         ir = apply_gain(torch.cat([cache[t]["ir"] for t in targets], 0).to(base.dtype), g[:, 0:1], g[:, 1:2])
         vis = torch.cat([cache[t]["vis"] for t in targets], 0)
         vis = apply_gain(vis, g[:, 2:3].to(vis.dtype), g[:, 3:4].to(vis.dtype))
         refined = base
+        y_vis = rgb_to_y(vis)
         if self.refine_enabled:
-            y_vis = rgb_to_y(vis).to(base.dtype)
-            res = self._residuals(cache, targets, torch.cat((base, ir, y_vis), 1))
+            y_vis_b = y_vis.to(base.dtype)
+            res = self._residuals(cache, targets, torch.cat((base, ir, y_vis_b), 1))
             if self.sharpen_gate:
                 # per pixel, how much of the target frame's own (de-flickered, unfiltered) base fusion comes
                 # back over the temporally filtered one: edges the filter softened, not the noise it removed
                 w = torch.sigmoid(res[:, 3:4].float()).to(base.dtype)
-                refined = base + w * (fuse_base(ir, y_vis, self.base_fusion) - base)
+                refined = base + w * (fuse_base(ir, y_vis_b, self.base_fusion) - base)
             res = res[:, :3]
         else:  # the weight-free base alone (refine=false): same stabiliser, same colour path
             res = torch.zeros_like(vis)
-        rgb, y = self._compose(refined, vis, res)
+        rgb, y = self._compose(refined, vis, res, y_vis)
         return {"rgb": rgb, "base": base, "gain": gain, "y": y, "ir": ir, "vis": vis}
 
-    def _compose(self, base: torch.Tensor, vis: torch.Tensor, res: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _compose(self, base: torch.Tensor, vis: torch.Tensor, res: torch.Tensor,
+                 y_vis: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Base luminance refined by the residual in logit space; visible chroma plus a residual.
 
         Returns (RGB, Y). RGB equals ``ycbcr_to_rgb([Y, Cb_vis + dCb, Cr_vis + dCr]).clamp(0, 1)`` (BT.601,
         nn.colour), written as vis + (Y - Y_vis) + M [dCb, dCr] because the conversion is linear (fewer
-        full-size ops).
+        full-size ops). ``y_vis``: the visible luminance when the caller has it already.
         """
         if res.dtype != vis.dtype:
             res = res.float()
         eps = 1e-3
         y = torch.sigmoid(torch.logit(base.to(res.dtype).clamp(eps, 1.0 - eps)) + res[:, :1])
         chroma = F.conv2d(res[:, 1:3], self.chroma_to_rgb.to(res.dtype)[:, :, None, None])
-        return (vis + (y - rgb_to_y(vis)) + chroma).clamp(0.0, 1.0), y
+        return (vis + (y - (rgb_to_y(vis) if y_vis is None else y_vis)) + chroma).clamp(0.0, 1.0), y
 
     def _base(self, cache: Sequence[dict[str, Any]], targets: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """The base luminance of the targets (window-stabilised with the stabiliser, else the per-frame
@@ -453,7 +456,8 @@ class FTPFusion(FusionModel):
         return base, gain
 
     def _residuals(self, cache: Sequence[dict[str, Any]], targets: list[int], guide: torch.Tensor) -> torch.Tensor:
-        """Decoder residuals (len(targets) * B, 3, H', W') target-major. The network sees the newest
+        """Decoder outputs (len(targets) * B, 3 or 4, H', W') target-major: residuals (dY, dCb, dCr) and,
+        with the sharpening gate, its logit. The network sees the newest
         net_window frames, or (for early targets of a long clip) the net_window frames starting at the
         target; targets sharing a sub-window are decoded together."""
         n_t = len(cache)
@@ -470,7 +474,7 @@ class FTPFusion(FusionModel):
         return torch.cat([per_target[t] for t in targets], 0)
 
     def _network(self, cache: Sequence[dict[str, Any]], targets: list[int], guide: torch.Tensor) -> torch.Tensor:
-        """Decoder residuals (len(targets) * B, 3, H', W') target-major, from a window of <= net_window."""
+        """Decoder outputs as in :meth:`_residuals`, from a window of <= net_window frames."""
         fused, ctxs = [], []
         for i, dfam in enumerate(self.dfam):
             f, ctx = dfam([fr["scales"][i] for fr in cache], targets)
