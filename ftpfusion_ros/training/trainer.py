@@ -250,9 +250,12 @@ class Trainer:
         self.val_pairs = val_pairs
         cache = cfg.data.cache_dir
 
+        # held-out frames are decoded only for the validation loss: the metrics stream them through the engine
+        loss_pairs = val_pairs if cfg.val.loss_clips else []
+
         def decode_all() -> tuple[list[DecodedSequence], list[DecodedSequence]]:
             return ([decode_sequence(p, cfg.data.scale, cfg.data.max_frames, cache) for p in train_pairs],
-                    [decode_sequence(p, cfg.data.scale, cfg.data.max_frames, cache) for p in val_pairs])
+                    [decode_sequence(p, cfg.data.scale, cfg.data.max_frames, cache) for p in loss_pairs])
 
         if cache is not None and self.dist.distributed:
             # the main process fills the cache, the others then memory-map it
@@ -450,7 +453,7 @@ class Trainer:
 
     def validate_and_save(self) -> None:
         metrics: dict[str, float] = {}
-        if self.is_main and self.val_seqs:
+        if self.is_main and self.val_pairs:
             t0 = time.perf_counter()
             metrics = self.validate()
             log.info("step %d validation (%.1f s): %s", self.step, time.perf_counter() - t0,
