@@ -244,6 +244,28 @@ def test_init_from_warm_starts_and_refuses_weights_of_another_shape(tmp_path):
         Trainer(load_config(data=tiny(tmp_path / "none", **over, init_from=str(tmp_path / "missing.pt"))))
 
 
+def test_init_from_a_checkpoint_without_new_modules_keeps_their_start_and_refuses_extra_weights(tmp_path):
+    """A warm start from weights saved before the guide and gate convolutions existed: every weight the
+    source has is taken, the new modules keep their (zero / gate_init) start; weights the target model
+    does not have are refused."""
+    over = {"val.every": 0, "log.tensorboard": False, "steps": 1}
+    old_layout = {"channels": [4, 8, 8], "guided_head": False, "sharpen_gate": False}
+    source = Trainer(load_config(data=tiny(tmp_path / "src", **over, model_config=old_layout)))
+    source.fit()
+    source.close()
+    warm = Trainer(load_config(data=tiny(tmp_path / "warm", **over, init_from=str(tmp_path / "src" / "last.pt"))))
+    a, b = source.model.state_dict(), warm.model.state_dict()
+    assert set(b) - set(a) == {"decoder.guide.weight", "decoder.guide.bias", "decoder.gate.weight",
+                               "decoder.gate.bias"}
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not b["decoder.guide.weight"].any() and torch.all(b["decoder.gate.bias"] == -2.0)
+    warm.fit()  # its last.pt has the guide and gate weights
+    warm.close()
+    with pytest.raises(ValueError, match="does not have"):
+        Trainer(load_config(data=tiny(tmp_path / "back", **over, model_config=old_layout,
+                                      init_from=str(tmp_path / "warm" / "last.pt"))))
+
+
 def test_torchrun_two_processes_gloo_end_with_identical_weights(tmp_path):
     """`torchrun --nproc_per_node=2 -m ftpfusion_ros.cli.main train` on CPU (gloo). At the end the trainer
     compares every rank's weights with rank 0's (broadcast) and records the largest difference."""
