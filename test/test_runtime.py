@@ -85,6 +85,26 @@ def test_full_ring_of_the_default_ftpfusion_streams_like_the_clip_forward():
                 torch.testing.assert_close(out[0], ref, atol=1e-5, rtol=0)
 
 
+def test_ring_keeps_network_features_only_for_the_frames_the_network_reads():
+    """Causal ring of 9: after each step only the 4 newest frames keep network features and maps (with the
+    next frame they make the network's 5 and the stabiliser's radius); the older ones keep the 4
+    de-flicker statistics; no frame keeps its visible image (read for a target's own output only)."""
+    torch.manual_seed(0)
+    model = build_model("ftpfusion", {"channels": [4, 8, 8]}).eval()
+    ir, vis = clip(n=12)
+    ring = TemporalRing(model, model.window)
+    with torch.inference_mode():
+        for t in range(12):
+            ring.push(ir[:, :, t], vis[:, :, t])
+            caches = [e.cache for e in ring._entries]
+            n = len(caches)
+            full = [("scales" in c) for c in caches]
+            assert full == [i >= n - (model.net_window - 1) for i in range(n)]
+            assert [("ir" in c) for c in caches] == full
+            assert all(set(c["stab"]) == {"stats"} for c, f in zip(caches, full) if not f)
+            assert not any("vis" in c for c in caches)
+
+
 def frames(h=48, w=64, seed=1):
     r = np.random.default_rng(seed)
     ir8 = r.integers(0, 256, (h, w), dtype=np.uint8)

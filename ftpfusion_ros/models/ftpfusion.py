@@ -140,7 +140,7 @@ class DFAM(nn.Module):
         """Fused features (B, C, h, w) per target frame, and LTCM's shared context (B, T, C)."""
         cached = all("f" in fr for fr in frames)
         lf_out, tok_out = self.lfpm(
-            [fr["lf"] for fr in frames],
+            [fr.get("lf") for fr in frames],  # None for frames trimmed by the ring (read for targets only)
             targets,
             f=[fr["f"] for fr in frames] if cached else None,
             tok_lf=torch.stack([fr["tok"] for fr in frames], 1),
@@ -376,6 +376,41 @@ class FTPFusion(FusionModel):
             entry["stab"] = self.stabiliser.frame_stats(ir, y_vis)
         return entry
 
+    def trim_caches(self, cache: Sequence[dict[str, Any]], first_target: int, n_t: int) -> list[dict[str, Any]]:
+        """The window's caches without what no later :meth:`fuse_window` reads (the ring's memory).
+
+        ``first_target``: the oldest window position that may still be a target; ``n_t``: the shortest
+        window any later fusion sees, in the same positions (for a ring: its length, plus one when the
+        next target needs another frame). Frames older than the network's sub-window of every such target
+        and beyond the stabiliser's radius keep only their de-flicker statistics (4 numbers); frames that
+        are no longer targets drop what only a target's own fusion reads (the visible frame, the HF maps,
+        the LF maps of the two finer scales). Entries are new dicts; trimmed ones are not copied again.
+        """
+        radius = 0
+        if self.stabiliser is not None and self.stabiliser.neighbour_weight > 0:
+            radius = self.stabiliser.radius
+        keep = first_target - radius
+        if self.refine_enabled:
+            keep = min(keep, first_target, n_t - self.net_window)
+        out = []
+        for i, fr in enumerate(cache):
+            if i < keep and "ir" in fr:
+                slim: dict[str, Any] = {"hw": fr["hw"]}
+                if "stab" in fr:
+                    slim["stab"] = {"stats": fr["stab"]["stats"]}
+                fr = slim
+            elif i < first_target and "vis" in fr:
+                fr = {k: v for k, v in fr.items() if k != "vis"}
+                if "scales" in fr:
+                    last = len(fr["scales"]) - 1  # TemporalRefine mixes the coarsest LF maps of every frame
+                    fr["scales"] = [
+                        {**{k: v for k, v in sc.items() if k != "lf" or i_s == last},
+                         "scam": {k: v for k, v in sc["scam"].items() if k != "hf"}}
+                        for i_s, sc in enumerate(fr["scales"])
+                    ]
+            out.append(fr)
+        return out
+
     def _encode(self, ir: torch.Tensor, vis: torch.Tensor, y_vis: torch.Tensor) -> list[dict[str, Any]]:
         if self.encoder_norm:
             # Each frame standardised by its own luminance statistics: a global gain/offset change of a
@@ -400,7 +435,7 @@ class FTPFusion(FusionModel):
             raise ValueError(f"targets {targets} out of range for a window of {n_t} frames")
         rgb = self._fuse(cache, targets)["rgb"]
         h, w = cache[0]["hw"]
-        b = cache[0]["ir"].shape[0]
+        b = cache[targets[0]]["ir"].shape[0]
         return rgb[..., :h, :w].reshape(len(targets), b, 3, h, w).permute(1, 2, 0, 3, 4)
 
     def _fuse(self, cache: Sequence[dict[str, Any]], targets: list[int]) -> dict[str, torch.Tensor]:
@@ -448,7 +483,9 @@ class FTPFusion(FusionModel):
         """The base luminance of the targets (window-stabilised with the stabiliser, else the per-frame
         max/mean) and their de-flicker gain/offset (identity without the stabiliser)."""
         if self.stabiliser is not None:
-            return self.stabiliser([fr["ir"] for fr in cache], [fr["y_vis"] for fr in cache],
+            # frames trimmed by trim_caches hold only their statistics (None maps): the stabiliser reads
+            # the maps of the frames within its radius of a target only
+            return self.stabiliser([fr.get("ir") for fr in cache], [fr.get("y_vis") for fr in cache],
                                    [fr["stab"] for fr in cache], targets)
         ir = torch.cat([cache[t]["ir"] for t in targets], 0)
         base = fuse_base(ir, torch.cat([cache[t]["y_vis"] for t in targets], 0), self.base_fusion)
@@ -461,7 +498,7 @@ class FTPFusion(FusionModel):
         net_window frames, or (for early targets of a long clip) the net_window frames starting at the
         target; targets sharing a sub-window are decoded together."""
         n_t = len(cache)
-        b = cache[0]["ir"].shape[0]
+        b = cache[targets[0]]["ir"].shape[0]
         groups: dict[int, list[int]] = {}
         for t in targets:
             groups.setdefault(max(0, min(t, n_t - self.net_window)), []).append(t)

@@ -152,7 +152,8 @@ class TemporalStabiliser(nn.Module):
         """
         n_t = len(entries)
         ab = self.photometric([e["stats"] for e in entries])  # (B, T, 4)
-        size = (irs[0].shape[-2] // self.downsample, irs[0].shape[-1] // self.downsample)
+        # frames beyond ``radius`` of every target may come without maps (None): only their stats are read
+        size = (irs[targets[0]].shape[-2] // self.downsample, irs[targets[0]].shape[-1] // self.downsample)
         bases: dict[int, torch.Tensor] = {}
 
         def base(s: int) -> torch.Tensor:

@@ -4,7 +4,9 @@ choice of which frame to output.
 Each arriving frame is encoded once (`model.encode_frame`) and its cache kept here, so a new frame costs
 one frame of encoding, not T. In causal mode the newest frame is fused from the window ending at it;
 with look-ahead L the frame that arrived L frames ago is fused, seeing L future frames (output delayed by
-L frames). During warm-up the window simply holds fewer frames.
+L frames). During warm-up the window simply holds fewer frames. After each step the model may trim the
+cached frames to what later steps still read (``trim_caches``), which bounds the ring's memory by the
+frames the network actually reads rather than the ring length.
 """
 from __future__ import annotations
 
@@ -49,10 +51,27 @@ class TemporalRing:
         self._entries.append(RingEntry(self.model.encode_frame(ir, vis), meta))
         self._pending += 1
         if self._pending <= self.lookahead:
+            self._trim()
             return None
         self._pending -= 1
         target = len(self._entries) - 1 - self.lookahead
-        return self._fuse([target])[0]
+        out = self._fuse([target])[0]
+        self._trim()
+        return out
+
+    def _trim(self) -> None:
+        """Let the model drop what no later fusion reads from the cached frames (``trim_caches``, when the
+        model has it): e.g. FTPFusion keeps network features only for the frames its network still reads
+        and, for the rest of the ring, the stabiliser's per-frame statistics."""
+        trim = getattr(self.model, "trim_caches", None)
+        if trim is None:
+            return
+        n = len(self._entries)
+        # the oldest frame still to be output; with none pending, the next target needs the next push
+        first = n - self._pending
+        n_t = n + 1 if self._pending == 0 else n
+        for entry, cache in zip(self._entries, trim([e.cache for e in self._entries], first, n_t)):
+            entry.cache = cache
 
     def flush(self) -> list[tuple[torch.Tensor, Any]]:
         """Output the frames still delayed by the look-ahead, at the end of a stream."""
