@@ -42,13 +42,19 @@ def add_engine_arguments(parser: argparse.ArgumentParser, default_model: str = D
     g.add_argument("--registration", metavar="FILE",
                    help="IR->visible registration YAML written by `ftpfusion calibrate` (key homography: 3x3, "
                         "IR pixel -> visible pixel); default: none (IR resized onto the visible frame)")
+    g.add_argument("--backend", default="pytorch", choices=("pytorch", "onnxruntime"),
+                   help="pytorch (default) | onnxruntime: the graphs of `ftpfusion export --streaming` in --onnx-dir "
+                        "(TensorRT/CUDA execution providers when present, else CPU; causal only)")
+    g.add_argument("--onnx-dir", metavar="DIR", help="folder written by `ftpfusion export --streaming` "
+                                                     "(for --backend onnxruntime)")
 
 
 def engine_config(args: argparse.Namespace, **overrides) -> EngineConfig:
     cfg = EngineConfig(model=args.model, checkpoint=args.checkpoint, device=args.device,
                        precision=args.precision, window=args.window, lookahead=args.lookahead,
                        model_options=parse_model_options(args.model_option),
-                       registration_file=getattr(args, "registration", None))
+                       registration_file=getattr(args, "registration", None),
+                       backend=getattr(args, "backend", "pytorch"), onnx_dir=getattr(args, "onnx_dir", None))
     for key, value in overrides.items():
         setattr(cfg, key, value)
     return cfg

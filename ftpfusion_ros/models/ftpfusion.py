@@ -56,6 +56,42 @@ from .registry import register_model
 _CL = torch.channels_last  # depthwise / 1x1 convs are several times faster channels-last on CPU
 
 
+def trim_caches(cache: Sequence[dict[str, Any]], first_target: int, n_t: int, net_window: int | None,
+                radius: int) -> list[dict[str, Any]]:
+    """FTPFusion frame caches (nested dicts of tensors or arrays) without what no later fusion reads.
+
+    ``first_target``: the oldest window position that may still be a target; ``n_t``: the shortest
+    window any later fusion sees, in the same positions (for a ring: its length, plus one when the next
+    target needs another frame); ``net_window``: the frames the network reads (None without the network);
+    ``radius``: the stabiliser's temporal radius (0 without its filter). Frames older than the network's
+    sub-window of every such target and beyond the stabiliser's radius keep only their de-flicker
+    statistics (4 numbers); frames that are no longer targets drop what only a target's own fusion reads
+    (the visible frame, the HF maps, the LF maps of the two finer scales). Returns new dicts; works on the
+    keys only, so the ONNX Runtime backend trims its flat caches with the same rule.
+    """
+    keep = first_target - radius
+    if net_window is not None:
+        keep = min(keep, first_target, n_t - net_window)
+    out = []
+    for i, fr in enumerate(cache):
+        if i < keep and "ir" in fr:
+            slim: dict[str, Any] = {"hw": fr["hw"]}
+            if "stab" in fr:
+                slim["stab"] = {"stats": fr["stab"]["stats"]}
+            fr = slim
+        elif i < first_target and "vis" in fr:
+            fr = {k: v for k, v in fr.items() if k != "vis"}
+            if "scales" in fr:
+                last = len(fr["scales"]) - 1  # TemporalRefine mixes the coarsest LF maps of every frame
+                fr["scales"] = [
+                    {**{k: v for k, v in sc.items() if k != "lf" or i_s == last},
+                     "scam": {k: v for k, v in sc["scam"].items() if k != "hf"}}
+                    for i_s, sc in enumerate(fr["scales"])
+                ]
+        out.append(fr)
+    return out
+
+
 class FrameEncoder(nn.Module):
     """2-D per-frame encoder: pixel-unshuffle stem, then 2 convs per scale (the 2nd residual)."""
 
@@ -377,39 +413,12 @@ class FTPFusion(FusionModel):
         return entry
 
     def trim_caches(self, cache: Sequence[dict[str, Any]], first_target: int, n_t: int) -> list[dict[str, Any]]:
-        """The window's caches without what no later :meth:`fuse_window` reads (the ring's memory).
-
-        ``first_target``: the oldest window position that may still be a target; ``n_t``: the shortest
-        window any later fusion sees, in the same positions (for a ring: its length, plus one when the
-        next target needs another frame). Frames older than the network's sub-window of every such target
-        and beyond the stabiliser's radius keep only their de-flicker statistics (4 numbers); frames that
-        are no longer targets drop what only a target's own fusion reads (the visible frame, the HF maps,
-        the LF maps of the two finer scales). Entries are new dicts; trimmed ones are not copied again.
-        """
+        """The window's caches without what no later :meth:`fuse_window` reads (the ring's memory); see
+        :func:`trim_caches`, which this calls with the model's network window and stabiliser radius."""
         radius = 0
         if self.stabiliser is not None and self.stabiliser.neighbour_weight > 0:
             radius = self.stabiliser.radius
-        keep = first_target - radius
-        if self.refine_enabled:
-            keep = min(keep, first_target, n_t - self.net_window)
-        out = []
-        for i, fr in enumerate(cache):
-            if i < keep and "ir" in fr:
-                slim: dict[str, Any] = {"hw": fr["hw"]}
-                if "stab" in fr:
-                    slim["stab"] = {"stats": fr["stab"]["stats"]}
-                fr = slim
-            elif i < first_target and "vis" in fr:
-                fr = {k: v for k, v in fr.items() if k != "vis"}
-                if "scales" in fr:
-                    last = len(fr["scales"]) - 1  # TemporalRefine mixes the coarsest LF maps of every frame
-                    fr["scales"] = [
-                        {**{k: v for k, v in sc.items() if k != "lf" or i_s == last},
-                         "scam": {k: v for k, v in sc["scam"].items() if k != "hf"}}
-                        for i_s, sc in enumerate(fr["scales"])
-                    ]
-            out.append(fr)
-        return out
+        return trim_caches(cache, first_target, n_t, self.net_window if self.refine_enabled else None, radius)
 
     def _encode(self, ir: torch.Tensor, vis: torch.Tensor, y_vis: torch.Tensor) -> list[dict[str, Any]]:
         if self.encoder_norm:

@@ -52,6 +52,8 @@ class EngineConfig:
     allow_untrained: bool = False      # run a learned model with random weights (benchmarks, tests)
     model_options: dict[str, Any] = field(default_factory=dict)  # model config keys over the checkpoint's
                                        # (e.g. {"stabiliser": False}); see parse_model_options
+    backend: str = "pytorch"           # pytorch | onnxruntime (the graphs of `ftpfusion export --streaming`)
+    onnx_dir: str | None = None        # backend onnxruntime: the folder that export wrote
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "EngineConfig":
@@ -103,13 +105,27 @@ class FusionEngine:
         self.config = cfg
         self.device = resolve_device(cfg.device)
         self.dtype = resolve_dtype(cfg.precision, self.device)
-        self.model = (model if model is not None else self._load_model(cfg)).to(self.device).eval()
+        if cfg.backend not in ("pytorch", "onnxruntime"):
+            raise ValueError(f"backend must be pytorch or onnxruntime, got {cfg.backend!r}")
+        self.model: FusionModel | None = None
+        if cfg.backend == "onnxruntime":  # the exported streaming graphs; no PyTorch model is loaded
+            from .onnx_backend import OnnxStreamRing
+
+            if model is not None:
+                raise ValueError("backend onnxruntime runs exported graphs, not a given model")
+            self.ring = OnnxStreamRing(cfg.onnx_dir, self.device, cfg.window, cfg.lookahead,
+                                       fp16=self.dtype == torch.float16)
+            cfg.model = self.ring.model_name
+            self.size_multiple = self.ring.size_multiple
+        else:
+            self.model = (model if model is not None else self._load_model(cfg)).to(self.device).eval()
+            self.size_multiple = self.model.size_multiple
         if cfg.registration_file and cfg.homography:
             raise ValueError("give either a homography or a registration file, not both")
         self.registration = load_registration(cfg.registration_file) if cfg.registration_file else None
         self.homography = self.registration.homography if self.registration else parse_homography(cfg.homography)
-        window = cfg.window or self.model.window
-        self.ring = TemporalRing(self.model, window, cfg.lookahead)
+        if self.model is not None:
+            self.ring = TemporalRing(self.model, cfg.window or self.model.window, cfg.lookahead)
         self.agc = ThermalAGC(cfg.agc)
         self._size: tuple[int, int] | None = None  # (W, H) of the stream, fixed until reset()
         self._ir_unit: np.dtype | None = None  # dtype of the last high-depth IR frame (counts or float)
@@ -183,7 +199,7 @@ class FusionEngine:
         t = torch.from_numpy(np.ascontiguousarray(arr))
         t = t[None, None] if t.dim() == 2 else t.permute(2, 0, 1)[None]
         t = t.to(self.device, non_blocking=True)
-        m = self.model.size_multiple
+        m = self.size_multiple
         h, w = t.shape[-2:]
         ph, pw = (-h) % m, (-w) % m
         if ph or pw:
