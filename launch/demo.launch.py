@@ -4,7 +4,7 @@
     ros2 launch ftpfusion_ros demo.launch.py width:=640 height:=480 rate:=30 rviz:=false
 
 Arguments: width, height, rate, ir_encoding, sim_params_file, rviz, and the fusion launch's model,
-checkpoint, device, params_file, composed.
+checkpoint, device, params_file, composed, autostart.
 """
 import os
 
@@ -35,6 +35,8 @@ def generate_launch_description():
         DeclareLaunchArgument("params_file", default_value=os.path.join(share, "config", "fusion.yaml"),
                               description="fusion node parameters"),
         DeclareLaunchArgument("composed", default_value="true", description="sync + fusion in one process"),
+        DeclareLaunchArgument("autostart", default_value="true",
+                              description="configure and activate the managed nodes at start"),
     ]
     camera = Node(
         package=PACKAGE, executable="ftpfusion_camera_sim", name="ftpfusion_camera_sim", output="screen",
@@ -56,6 +58,7 @@ def generate_launch_description():
             "device": LaunchConfiguration("device"),
             "params_file": LaunchConfiguration("params_file"),
             "composed": LaunchConfiguration("composed"),
+            "autostart": LaunchConfiguration("autostart"),
             "rviz": LaunchConfiguration("rviz"),
         }.items(),
     )

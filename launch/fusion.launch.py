@@ -4,7 +4,9 @@
     ros2 launch ftpfusion_ros fusion.launch.py model:=ftpfusion checkpoint:=/path/ftpfusion.pt device:=cuda
 
 Arguments: model, checkpoint, device, params_file, ir_topic, vis_topic, ir_info_topic, vis_info_topic,
-composed, use_sim_time, rviz. FASTDDS_DEFAULT_PROFILES_FILE is pointed at the package's large-image
+composed, autostart, use_sim_time, rviz. The nodes are managed (lifecycle) nodes: with autostart:=true (the
+default) they configure and activate themselves at start; autostart:=false leaves them unconfigured for a
+lifecycle manager (`ros2 lifecycle set /ftpfusion_fusion_node configure`, then `activate`). FASTDDS_DEFAULT_PROFILES_FILE is pointed at the package's large-image
 profile unless it is already set.
 """
 import os
@@ -60,6 +62,9 @@ def generate_launch_description():
                               description="visible camera_info"),
         DeclareLaunchArgument("composed", default_value="true",
                               description="true: sync + fusion in one process; false: two nodes over FramePair"),
+        DeclareLaunchArgument("autostart", default_value="true",
+                              description="configure and activate the managed nodes at start; false: leave them "
+                                          "unconfigured for a lifecycle manager"),
         DeclareLaunchArgument("use_sim_time", default_value="false", description="use /clock (bag replay)"),
         DeclareLaunchArgument("rviz", default_value="false",
                               description="start RViz with IR | visible | fused (skipped if rviz2 is not installed)"),
@@ -70,6 +75,7 @@ def generate_launch_description():
             "model": LaunchConfiguration("model"),
             "checkpoint": LaunchConfiguration("checkpoint"),
             "device": LaunchConfiguration("device"),
+            "autostart": ParameterValue(LaunchConfiguration("autostart"), value_type=bool),
             "use_sim_time": ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool),
         },
     ]

@@ -4,7 +4,7 @@
         vis_topic:=/camera/color/image_raw
 
 Arguments: bag (required), rate, loop, start_delay, and the fusion launch's model, checkpoint, device,
-params_file, ir_topic, vis_topic, composed, rviz. use_sim_time is on: stamps and the nodes' clocks come
+params_file, ir_topic, vis_topic, composed, autostart, rviz. use_sim_time is on: stamps and the nodes' clocks come
 from the bag. (Needs `ros2 bag` from a ROS install; `ftpfusion bag` fuses a bag offline without ROS.)
 """
 import os
@@ -36,6 +36,8 @@ def generate_launch_description():
         DeclareLaunchArgument("params_file", default_value=os.path.join(share, "config", "fusion.yaml"),
                               description="fusion node parameters"),
         DeclareLaunchArgument("composed", default_value="true", description="sync + fusion in one process"),
+        DeclareLaunchArgument("autostart", default_value="true",
+                              description="configure and activate the managed nodes at start"),
         DeclareLaunchArgument("rviz", default_value="false", description="start RViz"),
     ]
     fusion = IncludeLaunchDescription(
@@ -48,6 +50,7 @@ def generate_launch_description():
             "ir_topic": LaunchConfiguration("ir_topic"),
             "vis_topic": LaunchConfiguration("vis_topic"),
             "composed": LaunchConfiguration("composed"),
+            "autostart": LaunchConfiguration("autostart"),
             "rviz": LaunchConfiguration("rviz"),
             "use_sim_time": "true",
         }.items(),

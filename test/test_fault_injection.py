@@ -252,10 +252,13 @@ CASES = [
     # load and silence
     Case("burst of 20 pairs at once", _burst, "accepted", counter="queue_overflows"),
     Case("input goes silent", _silence, "warn", "no input pairs"),
-    # parameters set at run time (read once, at start): refused with the reason, node unaffected
-    Case("queue_size set to 'ten' at run time", _set_param("queue_size", "ten"), "param_refused", "read-only"),
+    # parameters set at run time: read-only ones and invalid values of run-time ones refused with the
+    # reason, node unaffected
+    Case("queue_size set to 'ten' at run time", _set_param("queue_size", "ten"), "param_refused",
+         "'queue_size' must be an integer"),
     Case("cpu_threads set to -1 at run time", _set_param("cpu_threads", -1), "param_refused", "read-only"),
-    Case("silence_timeout set to 1 (int) at run time", _set_param("silence_timeout", 1), "param_refused", "read-only"),
+    Case("silence_timeout set to -1 at run time", _set_param("silence_timeout", -1.0), "param_refused",
+         "silence_timeout out of range"),
     Case("model switched at run time", _set_param("model", "max_luminance"), "param_refused", "read-only"),
 ]
 

@@ -32,10 +32,10 @@ LIB = INSTALL_PREFIX / "lib" / "ftpfusion_ros"
 EXECUTABLES = {"ftpfusion_sync_node", "ftpfusion_fusion_node", "ftpfusion_camera_sim", "ftpfusion_composed"}
 REQUIRED_ARGS = {
     "fusion.launch.py": {"model", "checkpoint", "device", "params_file", "ir_topic", "vis_topic", "composed",
-                         "use_sim_time", "rviz"},
-    "demo.launch.py": {"model", "checkpoint", "device", "params_file", "composed", "rviz", "width", "height", "rate"},
+                         "autostart", "use_sim_time", "rviz"},
+    "demo.launch.py": {"model", "checkpoint", "device", "params_file", "composed", "autostart", "rviz", "width", "height", "rate"},
     "replay.launch.py": {"bag", "rate", "model", "checkpoint", "device", "params_file", "ir_topic", "vis_topic",
-                         "composed", "rviz"},
+                         "composed", "autostart", "rviz"},
 }
 
 
@@ -170,7 +170,8 @@ def test_installed_executable_runs_like_ros2_run(tmp_path: Path) -> None:
 
 
 def test_bad_parameters_end_with_one_clear_line(tmp_path: Path) -> None:
-    out = subprocess.run([str(LIB / "ftpfusion_fusion_node"), "--ros-args", "-p", "model:=no_such_model"],
+    out = subprocess.run([str(LIB / "ftpfusion_fusion_node"), "--ros-args", "-p", "model:=no_such_model",
+                          "-p", "autostart:=true"],
                          capture_output=True, text=True, timeout=60, env=ros_env.child_env(), cwd=tmp_path)
     assert out.returncode == 2
     assert "no_such_model" in out.stderr and "Traceback" not in out.stderr

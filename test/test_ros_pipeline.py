@@ -93,7 +93,7 @@ def test_composed_pipeline_over_dds(probe: Probe, tmp_path: Path) -> None:
     aligned_vis = probe.collect(Image, "aligned/visible")
     _, visible = _subscribe_cameras(probe)
     diags = probe.collect(DiagnosticArray, "/diagnostics")
-    fusion = node_process("composed", {"model": "average", "seg.width": 64, "seg.height": 48,
+    fusion = node_process("composed", {"autostart": True, "model": "average", "seg.width": 64, "seg.height": 48,
                                        "seg.format": "float", "diagnostics_period": 0.5},
                           log=tmp_path / "composed.log")
     try:
@@ -147,8 +147,8 @@ def test_split_mode_over_frame_pair(probe: Probe, tmp_path: Path) -> None:
     fused = probe.collect(Image, "fused/image")
     pairs = probe.collect(FramePair, "frame_pair", reliable=False)
     ir_raw, visible = _subscribe_cameras(probe)
-    fusion = node_process("fusion_node", {"model": "average"}, log=tmp_path / "fusion.log")
-    sync = node_process("sync_node", {"slop": 0.01}, log=tmp_path / "sync.log")
+    fusion = node_process("fusion_node", {"autostart": True, "model": "average"}, log=tmp_path / "fusion.log")
+    sync = node_process("sync_node", {"autostart": True, "slop": 0.01}, log=tmp_path / "sync.log")
     try:
         _wait_for_pipeline(probe, [fusion, sync])
         assert probe.spin_until(lambda: probe.node.count_subscribers("/frame_pair") >= 2, 20.0)

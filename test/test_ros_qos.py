@@ -70,7 +70,7 @@ def test_defaults_and_overrides_reach_the_dds_endpoints() -> None:
 
 def test_command_line_override_and_a_bad_value(tmp_path) -> None:
     """`-p qos_overrides...:=...` on the executable; a value rclpy cannot apply ends with one line naming it."""
-    cmd = [sys.executable, "-m", "ftpfusion_ros.ros.sync_node", "--ros-args", "-p",
+    cmd = [sys.executable, "-m", "ftpfusion_ros.ros.sync_node", "--ros-args", "-p", "autostart:=true", "-p",
            "qos_overrides./ir/image_raw.subscription.reliability:=sometimes"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=ros_env.child_env(), cwd=tmp_path)
     assert out.returncode == 2, out.stderr[-2000:]

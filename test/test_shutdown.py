@@ -24,7 +24,7 @@ if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # a test run started 
 def test_stopping_mid_stream_is_clean(sig: signal.Signals, tmp_path: Path) -> None:
     probe = Probe("ftpfusion_test_shutdown_proc")
     log = tmp_path / "composed.log"
-    composed = node_process("composed", {}, log=log)  # model auto: FTPFusion with its checkpoint
+    composed = node_process("composed", {"autostart": True}, log=log)  # model auto: FTPFusion with its checkpoint
     sim = None
     try:
         fused = probe.collect(Image, "fused/image")

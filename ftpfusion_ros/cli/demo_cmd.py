@@ -221,7 +221,8 @@ def run(args: argparse.Namespace) -> int:
     load_interfaces()  # a clear error now if the ROS interfaces are not built (`make ros`)
     model = resolve_model_name(args.model)
     expected = max(1, int(round(args.rate * args.duration)))
-    fusion_params: dict[str, Any] = {"model": model, "device": args.device, "diagnostics_period": 1.0,
+    # autostart: configure + activate at once, as the launch files do (the nodes are managed nodes)
+    fusion_params: dict[str, Any] = {"autostart": True, "model": model, "device": args.device, "diagnostics_period": 1.0,
                                      "cpu_threads": args.cpu_threads}
     if args.checkpoint:
         fusion_params["checkpoint"] = args.checkpoint
@@ -248,7 +249,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.split:
             fusion = start("fusion", _node_cmd("fusion_node", fusion_params))
-            start("sync", _node_cmd("sync_node", {}))
+            start("sync", _node_cmd("sync_node", {"autostart": True}))
         else:
             fusion = start("fusion", _node_cmd("composed", fusion_params))
         print(f"demo: {width}x{height} at {args.rate:g} Hz for {args.duration:g} s, model {model}; "

@@ -35,3 +35,76 @@ def _header(stamp: Any):
 
 def values_of(status: DiagnosticStatus) -> dict[str, str]:
     return {kv.key: kv.value for kv in status.values}
+
+
+class FrequencyCheck:
+    """Expected-rate bounds on an event stream, as diagnostic_updater's FrequencyStatus checks them.
+
+    diagnostic_updater is not installable here (no wheel on PyPI, no Debian package for this ROS build),
+    so this is written for this package: events are counted over a sliding window of ``window_s`` seconds
+    (the RateMeter's), and the measured rate is compared with ``min_hz`` / ``max_hz`` widened by
+    ``tolerance`` (0.1: 10 %), as FrequencyStatus does. A bound of 0 means none. ``status(rate)`` gives
+    (level, message) with the level WARN outside the bounds (ERROR when no event arrived at all while a
+    minimum is set, as FrequencyStatus reports "No events recorded").
+    """
+
+    def __init__(self, what: str, min_hz: float = 0.0, max_hz: float = 0.0, tolerance: float = 0.1) -> None:
+        self.what = what
+        self.min_hz, self.max_hz, self.tolerance = float(min_hz), float(max_hz), float(tolerance)
+
+    def status(self, rate_hz: float, events: int) -> tuple[int, str]:
+        if self.min_hz > 0 and events == 0:
+            return ERROR, f"{self.what}: no events recorded (expected >= {self.min_hz:g} Hz)"
+        if self.min_hz > 0 and rate_hz < self.min_hz * (1.0 - self.tolerance):
+            return WARN, f"{self.what}: frequency too low ({rate_hz:.1f} Hz < {self.min_hz:g} Hz)"
+        if self.max_hz > 0 and rate_hz > self.max_hz * (1.0 + self.tolerance):
+            return WARN, f"{self.what}: frequency too high ({rate_hz:.1f} Hz > {self.max_hz:g} Hz)"
+        return OK, ""
+
+
+class StampAgeCheck:
+    """Stamp-age checks, as diagnostic_updater's TimeStampStatus does them (written here for the same
+    reason as FrequencyCheck): for each message, ``now - stamp`` (s, the node's clock: simulated time with
+    use_sim_time) is recorded; ages outside [min_age, max_age] since the last report are counted and give
+    WARN (a camera clock far ahead or behind, a stalled pipeline). ``max_age`` 0 disables the check."""
+
+    def __init__(self, what: str, min_age: float = -1.0, max_age: float = 5.0) -> None:
+        self.what = what
+        self.min_age, self.max_age = float(min_age), float(max_age)
+        self.reset()
+
+    def reset(self) -> None:
+        self.count = 0
+        self.too_old = 0
+        self.too_new = 0
+        self.age_min = float("inf")
+        self.age_max = float("-inf")
+        self.last_age = float("nan")
+
+    def add(self, age_s: float) -> None:
+        self.count += 1
+        self.last_age = age_s
+        self.age_min = min(self.age_min, age_s)
+        self.age_max = max(self.age_max, age_s)
+        if self.max_age > 0:
+            if age_s > self.max_age:
+                self.too_old += 1
+            elif age_s < self.min_age:
+                self.too_new += 1
+
+    def report(self, values: dict[str, Any], key: str) -> tuple[int, str]:
+        """Adds ``<key>_age_{min,max}_s`` to ``values``, returns (level, message) and starts a new period."""
+        if self.count:
+            values[f"{key}_age_min_s"] = self.age_min
+            values[f"{key}_age_max_s"] = self.age_max
+        values[f"{key}_stamps_too_old"] = self.too_old
+        values[f"{key}_stamps_too_new"] = self.too_new
+        level, message = OK, ""
+        if self.too_old:
+            level, message = WARN, (f"{self.what}: {self.too_old} stamp(s) older than {self.max_age:g} s "
+                                    f"(max age {self.age_max:.2f} s)")
+        elif self.too_new:
+            level, message = WARN, (f"{self.what}: {self.too_new} stamp(s) more than {-self.min_age:g} s in the "
+                                    f"future (clock offset? min age {self.age_min:.2f} s)")
+        self.reset()
+        return level, message

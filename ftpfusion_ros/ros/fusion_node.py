@@ -1,4 +1,4 @@
-"""ftpfusion_fusion_node: runs the streaming fusion engine on IR/visible pairs.
+"""ftpfusion_fusion_node: runs the streaming fusion engine on IR/visible pairs (a managed node).
 
 Input: FramePair on ``frame_pair`` (split mode), or pairs handed over in-process by the sync node
 (composed mode, ftpfusion_composed). Outputs, all in the visible camera's frame and with its stamp:
@@ -6,7 +6,17 @@ Input: FramePair on ``frame_pair`` (split mode), or pairs handed over in-process
 - ``fused/image`` (bgr8) and ``fused/camera_info``,
 - ``fused/image_seg``: fixed size, rgb8 or normalised float (32FC3), for a segmentation network,
 - ``aligned/ir`` (mono8, registered onto the visible frame) and ``aligned/visible`` (bgr8),
-- ``fused/status`` (FusionStatus, one per fused frame) and ``/diagnostics`` (periodic).
+- ``fused/status`` (FusionStatus, one per fused frame) and ``/diagnostics`` (periodic, in every state).
+
+Lifecycle (lifecycle.py): the node starts unconfigured; configure validates the settings and loads the
+model (a failure is FAILURE, with the reason logged and in diagnostics), activate subscribes and
+publishes, deactivate stops both (frames held back by look-ahead are published first), cleanup frees the
+model and the ring. ``autostart: true`` (the launch files' default) does configure + activate at start.
+
+Parameters: the engine settings of runtime/settings.py plus the node's own (FUSION_NODE_SETTINGS), all with
+descriptors; the thermal gain control (``agc.*``), the segmentation output (``seg.*`` but ``enabled``),
+``flicker_warn``, ``queue_size`` and the diagnostics thresholds may change at run time and apply from the
+next frame; the others are read-only (a change needs cleanup + configure).
 
 The engine runs on a worker thread fed by a short FIFO (``queue_size`` pairs): the executor keeps taking
 messages while a frame is being fused, frames stay in order, and when fusion cannot keep up the oldest
@@ -25,24 +35,25 @@ from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.event_handler import SubscriptionEventCallbacks
-from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 
 from ..metrics.online import FlickerMonitor, luma_mean
-from ..runtime import (EngineConfig, FusionEngine, FusionResult, InputError, SizeChangedError, parse_model_options,
-                       resolve_model_name)
-from ..runtime.device import PRECISIONS
-from ..runtime.seg_output import SEG_FORMATS, SegOutputConfig, seg_ready
+from ..runtime import EngineConfig, FusionEngine, FusionResult, InputError, SizeChangedError, resolve_model_name
+from ..runtime.seg_output import seg_ready
+from ..runtime.settings import ENGINE_SETTINGS, Setting, agc_config, engine_config, seg_config
 from ..runtime.sync_policy import stamp_to_ns
 from . import load_interfaces
 from .conversions import array_to_image, camera_info_for, image_to_array
-from .diagnostics import ERROR, OK, WARN, make_array
+from .diagnostics import ERROR, OK, WARN, FrequencyCheck, StampAgeCheck, make_array
+from .lifecycle import ManagedNode
 from .monitoring import LatencyWindow, RateMeter
 from .pairs import ImagePair, pair_from_msg
-from .params import declare
+from .params import RuntimeParameters, declare_settings, read_settings
 from .qos import create_publisher, create_subscription
 
 NODE_NAME = "ftpfusion_fusion_node"
+
+
 def _set_cpu_threads(requested: int) -> int:
     """Intra-op threads of the engine on CPU. 0 (auto) leaves one core to the executor, DDS and the
     camera drivers: on a 2-core machine, OpenMP workers competing with them made each frame several
@@ -54,85 +65,199 @@ def _set_cpu_threads(requested: int) -> int:
     return threads
 
 
-class FusionNode(Node):
-    def __init__(self, *, subscribe_pairs: bool = True, node_name: str = NODE_NAME, **node_kwargs: Any) -> None:
+FUSION_NODE_SETTINGS: tuple[Setting, ...] = (
+    Setting("cpu_threads", "int", 0, "engine threads on CPU; 0: all cores but one", minimum=0, maximum=1024),
+    Setting("queue_size", "int", 2, "pairs waiting for the engine before the oldest is dropped", minimum=1,
+            maximum=1000, runtime=True),
+    Setting("publish_aligned", "bool", True, "publish aligned/ir and aligned/visible"),
+    Setting("silence_timeout", "float", 1.0, "s without input before diagnostics warn", minimum=0.001,
+            runtime=True),
+    Setting("flicker_warn", "float", 2.0, "flicker score that makes diagnostics warn; 0: off", minimum=0.0,
+            runtime=True),
+    Setting("reset_after_errors", "int", 30, "consecutive rejected pairs before the engine resets; 0: never",
+            minimum=0, runtime=True),
+    Setting("time_jump_reset", "float", 1.0, "a stamp this many s behind the last pair resets the ring (bag "
+            "loop, restart); smaller steps back are dropped as out of order", minimum=0.0, runtime=True),
+    Setting("diagnostics_period", "float", 1.0, "s between /diagnostics messages; 0: none", minimum=0.0),
+    Setting("expected_rate.min_hz", "float", 0.0, "fused output: lowest expected rate (Hz); below it "
+            "diagnostics warn (FrequencyStatus); 0: no bound", minimum=0.0, runtime=True),
+    Setting("expected_rate.max_hz", "float", 0.0, "fused output: highest expected rate (Hz); 0: no bound",
+            minimum=0.0, runtime=True),
+    Setting("stamp_age.max", "float", 5.0, "s: a pair whose visible stamp is older than this when it arrives "
+            "makes diagnostics warn (TimeStampStatus); 0: off", minimum=0.0, runtime=True),
+    Setting("stamp_age.min", "float", -1.0, "s: a stamp further in the future than -min warns too",
+            maximum=0.0, runtime=True),
+)
+SETTINGS = ENGINE_SETTINGS + FUSION_NODE_SETTINGS
+
+
+def _validate(values: dict[str, Any]) -> None:
+    """Cross-field rules of run-time changes (e.g. fixed_high > fixed_low, a temperature window with a
+    radiometric unit): the schema checked each value already."""
+    agc_config(values)
+    seg_config(values)
+
+
+class FusionNode(ManagedNode):
+    def __init__(self, *, subscribe_pairs: bool = True, node_name: str = NODE_NAME, autostart: bool = True,
+                 **node_kwargs: Any) -> None:
         super().__init__(node_name, **node_kwargs)
+        self._subscribe_pairs = subscribe_pairs
+        values = declare_settings(self, SETTINGS)  # type/range errors: a ValueError naming the parameter
+        autostart = self._declare_autostart(autostart)
+        self._frame_pair_type, self._status_type = load_interfaces()
+        self._pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)  # in every state
+        self._runtime = RuntimeParameters(self, SETTINGS, values, self._on_runtime_change, _validate)
+        self._apply_node_values(values)
+        self._reset_counters()
+        self.engine: FusionEngine | None = None
+        self.engine_config: EngineConfig | None = None
+        self.cpu_threads: int | None = None
+        self._pair_sub = None
+        self._pubs: list[Any] = []
+        self._worker: threading.Thread | None = None
+        self._pending: deque[ImagePair] = deque()
+        self._cv = threading.Condition()
+        self._engine_lock = threading.Lock()  # held while a pair is fused (deactivate waits for it)
+        self._stop = False
+        self._active = False
+        self._engine_update: dict[str, Any] = {}  # run-time changes for the worker (next frame)
+        period = values["diagnostics_period"]
+        self._diag_timer = self.create_timer(period, self.publish_diagnostics) if period > 0 else None
+        if autostart:
+            self.start()
+        else:
+            self.get_logger().info("unconfigured: waiting for lifecycle transitions (ros2 lifecycle set "
+                                   f"{self.get_fully_qualified_name()} configure, then activate)")
 
-        def p(name: str, default: Any, description: str = "", **checks: Any) -> Any:
-            return declare(self, name, default, description, **checks)
+    # -- settings ---------------------------------------------------------------------------------
+    def _apply_node_values(self, v: dict[str, Any]) -> None:
+        self.queue_size = v["queue_size"]
+        self.publish_aligned = v["publish_aligned"]
+        self.seg_enabled = v["seg.enabled"]
+        self.seg_config = seg_config(v)
+        self.silence_timeout = v["silence_timeout"]
+        self.flicker_warn = v["flicker_warn"]
+        self.reset_after_errors = v["reset_after_errors"]
+        self.time_jump = v["time_jump_reset"]
+        self._rate_check = FrequencyCheck("fused output", v["expected_rate.min_hz"], v["expected_rate.max_hz"])
+        old = getattr(self, "_age_check", None)
+        self._age_check = StampAgeCheck("input stamps", v["stamp_age.min"], v["stamp_age.max"])
+        if old is not None:
+            self._age_check.__dict__.update({k: val for k, val in old.__dict__.items()
+                                             if k not in ("min_age", "max_age", "what")})
 
+    def _on_runtime_change(self, changed: dict[str, Any]) -> None:
+        """Accepted run-time changes (set-parameters callback): node values at once, the engine's and the
+        segmentation output's from the next frame (the worker picks them up before fusing it)."""
+        values = self._runtime.values
+        with self._cv:
+            self._apply_node_values(values)
+            if any(k.startswith("agc.") for k in changed):
+                self._engine_update["agc"] = agc_config(values)
+            while len(self._pending) > self.queue_size:  # a smaller queue: the oldest waiting pairs go
+                self._pending.popleft()
+                self.queue_overflows += 1
+        self.get_logger().info("parameters changed: " + ", ".join(f"{k}={v!r}" for k, v in changed.items()))
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    def _configure(self) -> None:
+        values = read_settings(self, SETTINGS)
+        _validate(values)
+        self._runtime.values = dict(values)
+        self._apply_node_values(values)
         # "auto": the engine's rule (FTPFusion when its checkpoint ships, else the classical fallback),
         # resolved here so that the log and the status name the model actually run
-        model = resolve_model_name(p("model", "auto", "model name, or auto"))
-        checkpoint = p("checkpoint", "", "state_dict checkpoint; empty: the packaged one") or None
-        homography = p("homography", None, "3x3 row-major IR->visible homography; empty: none",
-                       kind="float_list", length=(0, 9))
-        registration_file = p("registration_file", "", "IR->visible registration YAML written by `ftpfusion "
-                              "calibrate` (instead of homography); empty: none")
-        self.engine_config = EngineConfig(
-            model=model,
-            checkpoint=checkpoint,
-            device=p("device", "auto", "auto | cpu | cuda | cuda:N"),
-            precision=p("precision", "auto", "auto | fp32 | fp16 | bf16", choices=PRECISIONS),
-            window=p("window", 0, "temporal ring length; 0: the model's", minimum=0) or None,
-            lookahead=p("lookahead", 0, "frames of look-ahead (0: causal)", minimum=0),
-            homography=homography or None,
-            registration_file=registration_file or None,
-            allow_untrained=p("allow_untrained", False, "run a learned model with random weights"),
-            model_options=parse_model_options(p("model_options", "", "key=value,... over the checkpoint's")),
-        )
-        cpu_threads = p("cpu_threads", 0, "engine threads on CPU; 0: all cores but one", minimum=0)
-        self.queue_size = p("queue_size", 2, "pairs waiting for the engine before the oldest is dropped",
-                            minimum=1)
-        self.publish_aligned = p("publish_aligned", True, "publish aligned/ir and aligned/visible")
-        self.seg_enabled = p("seg.enabled", True, "publish fused/image_seg")
-        self.seg_config = SegOutputConfig(
-            width=p("seg.width", 640, "fused/image_seg width", minimum=1),
-            height=p("seg.height", 480, "fused/image_seg height", minimum=1),
-            format=p("seg.format", "rgb8", "rgb8 | float (32FC3, normalised)", choices=SEG_FORMATS),
-            mean=tuple(p("seg.mean", [0.485, 0.456, 0.406], "per-channel mean (float format)", length=(3,))),
-            std=tuple(p("seg.std", [0.229, 0.224, 0.225], "per-channel std (float format)", length=(3,))),
-        )
-        self.silence_timeout = p("silence_timeout", 1.0, "s without input before diagnostics warn",
-                                 minimum=0.001)
-        self.flicker_warn = p("flicker_warn", 2.0, "flicker score that makes diagnostics warn; 0: off",
-                              minimum=0.0)
-        self.reset_after_errors = p("reset_after_errors", 30,
-                                    "consecutive rejected pairs before the engine resets; 0: never", minimum=0)
-        self.time_jump = p("time_jump_reset", 1.0, "a stamp this many s behind the last pair resets the ring "
-                           "(bag loop, restart); smaller steps back are dropped as out of order", minimum=0.0)
-        period = p("diagnostics_period", 1.0, "s between /diagnostics messages; 0: none", minimum=0.0)
-
-        frame_pair_type, status_type = load_interfaces()
-        self._status_type = status_type
+        engine_values = {s.name: values[s.name] for s in ENGINE_SETTINGS}
+        self.engine_config = engine_config(engine_values, model=resolve_model_name(values["model"]))
         self.engine = FusionEngine(self.engine_config)  # loads the model: configuration errors raise here
+        registration_file, homography = values["registration_file"], values["homography"]
         self.get_logger().info("registration: " + (f"file {registration_file}" if registration_file else
                                                    "homography parameter" if homography else
                                                    "none (IR resized onto the visible frame)"))
-        self.cpu_threads = _set_cpu_threads(cpu_threads) if self.engine.device.type == "cpu" else None
+        self.cpu_threads = (_set_cpu_threads(values["cpu_threads"]) if self.engine.device.type == "cpu" else None)
+        self._pubs = []
 
-        self._pub_fused = create_publisher(self, Image, "fused/image")
-        self._pub_info = create_publisher(self, CameraInfo, "fused/camera_info")
-        self._pub_seg = create_publisher(self, Image, "fused/image_seg") if self.seg_enabled else None
-        self._pub_aligned = (create_publisher(self, Image, "aligned/ir"),
-                             create_publisher(self, Image, "aligned/visible")) if self.publish_aligned else None
-        self._pub_status = create_publisher(self, status_type, "fused/status")
-        self._pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        def pub(msg_type: Any, topic: str) -> Any:
+            p = create_publisher(self, msg_type, topic, lifecycle=True)
+            self._pubs.append(p)  # cleaned up even when a later one fails
+            return p
+
+        self._pub_fused = pub(Image, "fused/image")
+        self._pub_info = pub(CameraInfo, "fused/camera_info")
+        self._pub_seg = pub(Image, "fused/image_seg") if self.seg_enabled else None
+        self._pub_aligned = (pub(Image, "aligned/ir"), pub(Image, "aligned/visible")) if self.publish_aligned else None
+        self._pub_status = pub(self._status_type, "fused/status")
+        self._stop = False
+        self._worker = threading.Thread(target=self._work, name="ftpfusion-engine", daemon=True)
+        self._worker.start()
+        self.get_logger().info(
+            f"configured: fusing with {self.engine_config.model} on {self.engine.device}"
+            + (f" ({self.cpu_threads} threads)" if self.cpu_threads else "")
+            + f" (window {self.engine.window}, look-ahead {self.engine_config.lookahead}), input "
+            + (self.resolve_topic_name("frame_pair") if self._subscribe_pairs else "in-process pairs"))
+
+    def _activate(self) -> None:
+        self._reset_counters()
+        self._last_stamp = None
+        if self._subscribe_pairs:
+            lost = SubscriptionEventCallbacks(message_lost=self._on_lost)
+            self._pair_sub = create_subscription(self, self._frame_pair_type, "frame_pair",
+                                                 lambda m: self.submit(pair_from_msg(m)), event_callbacks=lost)
+        self._active = True
+        self.get_logger().info("active")
+
+    def _deactivate(self) -> None:
+        self._active = False
+        if self._pair_sub is not None:
+            self.destroy_subscription(self._pair_sub)
+            self._pair_sub = None
+        with self._cv:
+            self._pending.clear()
+        with self._engine_lock:  # the frame being fused is finished and published first
+            if self.engine is not None:
+                try:  # frames held back by look-ahead are still due
+                    for res in self.engine.flush():
+                        self._publish(res)
+                except Exception:  # the context may already be shut down; nothing more to do then
+                    pass
+                self.engine.reset()  # time passes while inactive: the next activation starts a new stream
+        self.get_logger().info("inactive")
+
+    def _cleanup(self) -> None:
+        self._active = False
+        if self._worker is not None:
+            with self._cv:
+                self._stop = True
+                self._cv.notify_all()
+            self._worker.join(timeout=10.0)
+            self._worker = None
+        for p in self._pubs:
+            self.destroy_lifecycle_publisher(p)
+        self._pubs = []
+        device = self.engine.device if self.engine is not None else None
+        self.engine = None  # the model and the ring go with it
+        if device is not None and device.type == "cuda":
+            import torch
+
+            torch.cuda.empty_cache()
+
+    def _configure_failed(self) -> None:
+        self.last_error = f"configure failed: {self.configure_error}"
+        self._last_error_time = time.monotonic()
+        self.publish_diagnostics()
+
+    def _reset_counters(self) -> None:
+        # Counters (written by the worker / executor threads, read by diagnostics; ints are atomic enough).
         self.pairs_lost = 0  # FramePair samples the DDS reader reports lost (too large for the transport?)
         self._lost_reported = 0
-        if subscribe_pairs:
-            lost = SubscriptionEventCallbacks(message_lost=self._on_lost)
-            create_subscription(self, frame_pair_type, "frame_pair", lambda m: self.submit(pair_from_msg(m)),
-                                event_callbacks=lost)
-
-        # Counters (written by the worker / executor threads, read by diagnostics; ints are atomic enough).
         self.pairs_received = 0
         self.pairs_fused = 0
         self.queue_overflows = 0
         self.input_errors = 0
         self.internal_errors = 0
-        self.last_error = ""
-        self._last_error_time: float | None = None
+        self.last_error = getattr(self, "last_error", "")
+        self._last_error_time: float | None = getattr(self, "_last_error_time", None)
         self._consecutive_errors = 0
         self._last_stamp: int | None = None
         self.time_jumps = 0      # big steps back in time: ring reset, stream goes on
@@ -141,20 +266,6 @@ class FusionNode(Node):
         self._in_meter, self._out_meter = RateMeter(), RateMeter()
         self._engine_ms, self._node_ms = LatencyWindow(), LatencyWindow()
         self._flicker = FlickerMonitor()  # brightness change of the output the sources do not explain
-
-        self._pending: deque[ImagePair] = deque()
-        self._cv = threading.Condition()
-        self._stop = False
-        self._worker = threading.Thread(target=self._work, name="ftpfusion-engine", daemon=True)
-        self._worker.start()
-        self._diag_timer = self.create_timer(period, self.publish_diagnostics) if period > 0 else None
-        self.get_logger().info(
-            f"fusing with {model} on {self.engine.device}"
-            + (f" ({self.cpu_threads} threads)" if self.cpu_threads else "")
-            + f" (window {self.engine.window}, "
-            f"look-ahead {self.engine_config.lookahead}), input "
-            + (self.resolve_topic_name("frame_pair") if subscribe_pairs else "in-process pairs")
-        )
 
     @property
     def pairs_dropped(self) -> int:
@@ -165,8 +276,16 @@ class FusionNode(Node):
 
     # -- input ------------------------------------------------------------------------------------
     def submit(self, pair: ImagePair) -> None:
-        """Queue a pair for fusion (thread-safe, never blocks); drops the oldest waiting one when full."""
+        """Queue a pair for fusion (thread-safe, never blocks); drops the oldest waiting one when full.
+        Ignored unless the node is active."""
+        if not self._active:
+            return
         self._in_meter.tick()
+        try:
+            age = (self.get_clock().now().nanoseconds - stamp_to_ns(pair.visible.header.stamp)) * 1e-9
+            self._age_check.add(age)
+        except Exception:  # noqa: BLE001 - a malformed stamp is the engine's to report
+            pass
         with self._cv:
             self.pairs_received += 1
             if len(self._pending) >= self.queue_size:
@@ -184,9 +303,19 @@ class FusionNode(Node):
                     return
                 pair = self._pending.popleft()
             try:
-                self._fuse(pair)
+                with self._engine_lock:
+                    if self._active and self.engine is not None:
+                        self._take_engine_update()
+                        self._fuse(pair)
             except Exception as exc:  # last resort: the worker must outlive any one frame
                 self._internal_error(exc)
+
+    def _take_engine_update(self) -> None:
+        """Run-time parameter changes reach the engine here, before the next frame is fused."""
+        with self._cv:
+            update, self._engine_update = self._engine_update, {}
+        if "agc" in update:
+            self.engine.agc.reconfigure(update["agc"])
 
     def _fuse(self, pair: ImagePair) -> None:
         if not self._in_order(stamp_to_ns(pair.visible.header.stamp)):
@@ -253,7 +382,8 @@ class FusionNode(Node):
         self._last_error_time = time.monotonic()
         self._consecutive_errors += 1
         self.get_logger().warning(message, throttle_duration_sec=5.0)
-        if self.reset_after_errors > 0 and self._consecutive_errors == self.reset_after_errors:
+        if (self.reset_after_errors > 0 and self._consecutive_errors == self.reset_after_errors
+                and self.engine is not None):
             # e.g. a camera switched resolution: the engine keeps the first size until reset
             self.get_logger().warning(f"{self._consecutive_errors} consecutive rejected pairs: resetting the engine")
             self.engine.reset()
@@ -298,12 +428,14 @@ class FusionNode(Node):
         self._pub_status.publish(status)
 
     def stats(self) -> dict[str, Any]:
+        engine = self.engine
         return {
-            "model": self.engine_config.model,
-            "device": str(self.engine.device),
+            "state": self.state_label,
+            "model": self.engine_config.model if self.engine_config else self._runtime.values["model"],
+            "device": str(engine.device) if engine is not None else "",
             "cpu_threads": self.cpu_threads or 0,
-            "window": self.engine.window,
-            "lookahead": self.engine_config.lookahead,
+            "window": engine.window if engine is not None else 0,
+            "lookahead": self._runtime.values["lookahead"],
             "pairs_received": self.pairs_received,
             "pairs_fused": self.pairs_fused,
             "pairs_dropped": self.pairs_dropped,
@@ -329,12 +461,22 @@ class FusionNode(Node):
         now = time.monotonic()
         values: dict[str, Any] = {"input_rate_hz": self._in_meter.rate(now), "fused_rate_hz": self._out_meter.rate(now)}
         values.update(self.stats())
+        values["expected_rate_min_hz"] = self._rate_check.min_hz
+        values["expected_rate_max_hz"] = self._rate_check.max_hz
         quiet = self._in_meter.silent_for(now)
         quiet = now - self._started if quiet is None else quiet
         values["input_silent_s"] = quiet
+        age_level, age_message = self._age_check.report(values, "input")
         recent_error = self._last_error_time is not None and now - self._last_error_time < max(
             2.0, 2 * (self._diag_timer.timer_period_ns * 1e-9 if self._diag_timer else 1.0))
-        if recent_error:
+        state = self.state_label
+        if state != "active":
+            # not fusing by design: ERROR only when configure failed
+            if self.configure_error:
+                level, message = ERROR, f"{state}: configure failed: {self.configure_error}"
+            else:
+                level, message = OK, f"{state}" + (": waiting for configure" if state == "unconfigured" else "")
+        elif recent_error:
             level, message = ERROR, self.last_error
         elif self.pairs_lost > self._lost_reported:
             level, message = WARN, (f"{self.pairs_lost - self._lost_reported} pair(s) lost in transport: FramePair "
@@ -346,32 +488,34 @@ class FusionNode(Node):
             level, message = WARN, (f"fused brightness flickers by {values['flicker_score']:.1f} grey levels/frame "
                                     "more than the cameras")
         else:
-            level, message = OK, f"fusing at {values['fused_rate_hz']:.1f} Hz"
+            level, message = self._rate_check.status(values["fused_rate_hz"], self._out_meter.count)
+            if level == OK and age_level != OK:
+                level, message = age_level, age_message
+            if level == OK:
+                message = f"fusing at {values['fused_rate_hz']:.1f} Hz"
         self._lost_reported = self.pairs_lost
-        self._pub_diag.publish(make_array(self.get_clock().now().to_msg(), f"{self.get_name()}: fusion", level,
-                                          message, str(self.engine.device), values))
+        try:
+            self._pub_diag.publish(make_array(self.get_clock().now().to_msg(), f"{self.get_name()}: fusion", level,
+                                              message, values["device"] or "ftpfusion_ros", values))
+        except Exception:  # noqa: BLE001 - shutting down: the publisher is gone
+            if self.context.ok():
+                raise
 
     # -- shutdown ---------------------------------------------------------------------------------
     def destroy_node(self) -> None:
-        if not hasattr(self, "_worker"):  # __init__ failed (bad parameter): nothing of ours to stop
-            super().destroy_node()
-            return
-        with self._cv:
-            self._stop = True
-            self._cv.notify_all()
-        self._worker.join(timeout=10.0)
-        try:  # frames held back by look-ahead are still due
-            for res in self.engine.flush():
-                self._publish(res)
-        except Exception:  # the context may already be shut down; nothing more to do then
-            pass
+        if hasattr(self, "_runtime"):  # __init__ got past the parameters: stop what runs
+            try:
+                self.stop_managed()  # deactivate (publishes frames held back by look-ahead), clean up
+            except Exception:  # noqa: BLE001 - the context may already be shut down
+                self._active = False
+                self._cleanup()
         super().destroy_node()
 
 
 def main(args: list[str] | None = None) -> int:
     from .runner import run_nodes
 
-    return run_nodes(lambda: [FusionNode()], args)
+    return run_nodes(lambda: [FusionNode(autostart=False)], args)
 
 
 if __name__ == "__main__":

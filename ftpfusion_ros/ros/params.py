@@ -1,21 +1,30 @@
-"""Declaring node parameters with a type check that gives one clear line instead of a traceback.
+"""Node parameters from the settings schema (runtime/settings.py): descriptors, checks, run-time changes.
 
-rclpy fixes a parameter's type from its default and raises InvalidParameterTypeException (a traceback
-from deep inside Node) for ``slop: 1`` in a YAML file, an integer where a float is expected, although
-the user meant 1.0. Parameters are therefore declared with ``dynamic_typing`` and checked here: integers
-are accepted for floats (and integer arrays for float arrays), anything else of the wrong type, out of
-range or not among the allowed choices is a ValueError naming the parameter, which the process entry
-point (runner.py) prints as one line. The descriptor still carries the description and range, so
-``ros2 param describe`` shows them, and is read-only: the values are read once, when the node starts.
+Every parameter is declared from a :class:`~ftpfusion_ros.runtime.settings.Setting` with a descriptor
+that ``ros2 param describe`` shows: the description, the range (integer_range / floating_point_range),
+the choices (additional_constraints) and ``read_only`` for those whose change needs a reconfigure
+(deactivate, clean up, configure again: the model, the device, the topics ...). The others may be set
+while the node runs (``ros2 param set``); :class:`RuntimeParameters` checks them in a set-parameters
+callback, refuses a bad value with the reason (``ros2 param set`` prints it) and hands accepted ones to
+the node, which applies them on the next frame.
+
+Parameters are declared with ``dynamic_typing`` and checked here, because rclpy fixes a parameter's type
+from its default and would raise InvalidParameterTypeException (a traceback from deep inside Node) for
+``slop: 1`` in a YAML file, although the user meant 1.0: integers are accepted for floats (and integer
+lists for float lists); anything else of the wrong type, out of range or not among the choices is a
+ValueError naming the parameter, which the process entry point (runner.py) prints as one line.
 """
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+import threading
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.exceptions import ParameterException
 from rclpy.node import Node
+
+from ..runtime.settings import Setting, check
 
 INT_MAX = 2**31 - 1
 
@@ -34,75 +43,103 @@ def _kind_of(default: Any) -> str:
     raise TypeError(f"no parameter kind for default {default!r}")
 
 
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+def descriptor_of(setting: Setting) -> ParameterDescriptor:
+    descriptor = ParameterDescriptor(description=setting.description, dynamic_typing=True,
+                                     read_only=not setting.runtime)
+    lo, hi = setting.minimum, setting.maximum
+    if setting.kind == "int" and (lo is not None or hi is not None):
+        descriptor.integer_range = [IntegerRange(from_value=int(lo if lo is not None else -INT_MAX),
+                                                 to_value=int(hi if hi is not None else INT_MAX), step=0)]
+    elif setting.kind == "float" and (lo is not None or hi is not None):
+        descriptor.floating_point_range = [FloatingPointRange(
+            from_value=float(lo if lo is not None else -math.inf),
+            to_value=float(hi if hi is not None else math.inf), step=0.0)]
+    constraints = []
+    if setting.choices:
+        constraints.append("one of: " + ", ".join(setting.choices))
+    if setting.length:
+        constraints.append("list of " + " or ".join(map(str, setting.length)) + " numbers")
+    constraints.append("changeable at run time (applied on the next frame)" if setting.runtime
+                       else "read-only: a change needs a reconfigure")
+    descriptor.additional_constraints = "; ".join(constraints)
+    return descriptor
 
 
-def coerce(name: str, value: Any, kind: str) -> Any:
-    """``value`` as read from rclpy, converted to ``kind`` (bool | int | float | str | float_list);
-    ValueError naming ``name`` otherwise."""
-    def bad(expected: str) -> ValueError:
-        return ValueError(f"parameter {name!r} must be {expected}, got {value!r} ({type(value).__name__})")
+def _checked(setting: Setting, value: Any) -> Any:
+    try:
+        return check(setting, value)
+    except ValueError as exc:
+        raise ValueError(f"parameter {exc}") from None
 
-    if kind == "bool":
-        if not isinstance(value, bool):
-            raise bad("true or false")
-        return value
-    if kind == "int":
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise bad("an integer")
-        return value
-    if kind == "float":
-        if not _is_number(value) or not math.isfinite(value):
-            raise bad("a finite number")
-        return float(value)
-    if kind == "str":
-        if not isinstance(value, str):
-            raise bad("a string")
-        return value
-    if kind == "float_list":
-        if value is None:
-            return []
-        if not isinstance(value, (list, tuple)) or not all(_is_number(v) and math.isfinite(v) for v in value):
-            raise bad("a list of finite numbers")
-        return [float(v) for v in value]
-    raise ValueError(f"unknown parameter kind {kind!r}")
+
+def declare_setting(node: Node, setting: Setting) -> Any:
+    """Declare ``setting`` on ``node`` (see the module docstring) and return its checked value."""
+    default = setting.default
+    if isinstance(default, (list, tuple)):
+        default = list(default) or None  # rclpy cannot type an empty list; None: not set (read as [])
+    try:
+        raw = node.declare_parameter(setting.name, default, descriptor_of(setting)).value
+    except ParameterException as exc:  # e.g. out of the descriptor's range
+        raise ValueError(f"parameter {setting.name!r}: {exc}") from None
+    return _checked(setting, raw)
+
+
+def declare_settings(node: Node, settings: Iterable[Setting]) -> dict[str, Any]:
+    """Declare every setting; {name: checked value}."""
+    return {s.name: declare_setting(node, s) for s in settings}
+
+
+def read_settings(node: Node, settings: Iterable[Setting]) -> dict[str, Any]:
+    """The checked current values of declared settings (e.g. when a lifecycle node configures)."""
+    return {s.name: _checked(s, node.get_parameter(s.name).value) for s in settings}
 
 
 def declare(node: Node, name: str, default: Any, description: str = "", *, kind: str | None = None,
             minimum: float | None = None, maximum: float | None = None,
-            choices: Sequence[str] | None = None, length: Sequence[int] | None = None) -> Any:
-    """Declare ``name`` on ``node`` and return its checked value (see the module docstring).
+            choices: Sequence[str] | None = None, length: Sequence[int] | None = None,
+            runtime: bool = False) -> Any:
+    """Declare one read-only (unless ``runtime``) parameter without a schema entry; its checked value."""
+    setting = Setting(name, kind or _kind_of(default), default if default is not None else [], description,
+                      minimum=minimum, maximum=maximum, choices=tuple(choices) if choices else None,
+                      length=tuple(length) if length else None, runtime=runtime)
+    return declare_setting(node, setting)
 
-    ``kind`` defaults to the default's type ("float_list" for a list; pass it for a None default);
-    ``minimum``/``maximum`` bound numbers, ``choices`` strings, ``length`` the allowed list lengths.
-    """
-    kind = kind or _kind_of(default)
-    # read_only: the nodes read their parameters once, at start; a later `ros2 param set` must be refused
-    # (rclpy answers with the reason) rather than accepted and silently ignored
-    descriptor = ParameterDescriptor(description=description, dynamic_typing=True, read_only=True)
-    if kind == "int" and (minimum is not None or maximum is not None):
-        descriptor.integer_range = [IntegerRange(from_value=int(minimum if minimum is not None else -INT_MAX),
-                                                 to_value=int(maximum if maximum is not None else INT_MAX), step=0)]
-    elif kind == "float" and (minimum is not None or maximum is not None):
-        descriptor.floating_point_range = [FloatingPointRange(
-            from_value=float(minimum if minimum is not None else -math.inf),
-            to_value=float(maximum if maximum is not None else math.inf), step=0.0)]
-    if choices:
-        descriptor.additional_constraints = "one of: " + ", ".join(choices)
-    if isinstance(default, tuple):
-        default = list(default)
-    try:
-        raw = node.declare_parameter(name, default, descriptor).value
-    except ParameterException as exc:  # e.g. out of the descriptor's range
-        raise ValueError(f"parameter {name!r}: {exc}") from None
-    value = coerce(name, raw, kind)
-    if minimum is not None and value < minimum:
-        raise ValueError(f"parameter {name!r} must be >= {minimum}, got {value}")
-    if maximum is not None and value > maximum:
-        raise ValueError(f"parameter {name!r} must be <= {maximum}, got {value}")
-    if choices is not None and value not in choices:
-        raise ValueError(f"parameter {name!r} must be one of {', '.join(choices)}; got {value!r}")
-    if length is not None and len(value) not in length:
-        raise ValueError(f"parameter {name!r} needs {' or '.join(map(str, length))} values, got {len(value)}")
-    return value
+
+class RuntimeParameters:
+    """The set-parameters callback of a node: checks changes of its run-time settings against the schema,
+    then ``validate(values)`` (cross-field rules; a ValueError refuses the change with its message) and,
+    when accepted, ``apply(changed)`` with {name: checked value}. Parameters it does not know (QoS overrides,
+    use_sim_time) pass through; read-only ones never reach it (rclpy refuses them first)."""
+
+    def __init__(self, node: Node, settings: Iterable[Setting], values: Mapping[str, Any],
+                 apply: Callable[[dict[str, Any]], None],
+                 validate: Callable[[dict[str, Any]], None] | None = None) -> None:
+        self._settings = {s.name: s for s in settings}
+        self.values = dict(values)
+        self._apply = apply
+        self._validate = validate
+        self._lock = threading.Lock()
+        node.add_on_set_parameters_callback(self._callback)
+
+    def _callback(self, params: list) -> SetParametersResult:
+        changed: dict[str, Any] = {}
+        for p in params:
+            setting = self._settings.get(p.name)
+            if setting is None:
+                continue
+            try:
+                changed[p.name] = _checked(setting, p.value)
+            except ValueError as exc:
+                return SetParametersResult(successful=False, reason=str(exc))
+        if not changed:
+            return SetParametersResult(successful=True)
+        with self._lock:
+            candidate = {**self.values, **changed}
+            if self._validate is not None:
+                try:
+                    self._validate(candidate)
+                except ValueError as exc:
+                    return SetParametersResult(successful=False, reason=str(exc))
+            self.values = candidate
+            self._apply(changed)
+        return SetParametersResult(successful=True)

@@ -66,10 +66,13 @@ def create_subscription(node: Any, msg_type: Any, topic: str, callback: Callable
         msg_type, topic, callback, qos, qos_overriding_options=overriding_options(), **kwargs))
 
 
-def create_publisher(node: Any, msg_type: Any, topic: str, default: QoSProfile | None = None, **kwargs: Any) -> Any:
-    """``node.create_publisher`` with the publisher default (or ``default``) and the standard overrides."""
+def create_publisher(node: Any, msg_type: Any, topic: str, default: QoSProfile | None = None,
+                     lifecycle: bool = False, **kwargs: Any) -> Any:
+    """``node.create_publisher`` with the publisher default (or ``default``) and the standard overrides;
+    ``lifecycle``: a managed publisher of a LifecycleNode (publishes only while the node is active)."""
     qos = default or publisher_default()
-    return _create(node, "publisher", topic, lambda: node.create_publisher(
+    make = node.create_lifecycle_publisher if lifecycle else node.create_publisher
+    return _create(node, "publisher", topic, lambda: make(
         msg_type, topic, qos, qos_overriding_options=overriding_options(), **kwargs))
 
 

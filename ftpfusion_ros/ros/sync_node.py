@@ -14,6 +14,12 @@ the frames of each formed pair with OpenCV; undecodable ones are counted as bad 
 
 Composed with the fusion node in one process (ftpfusion_composed), pairs go straight to the fusion node
 instead of being serialised as FramePair.
+
+A managed node (lifecycle.py): configure reads and checks the parameters and creates the pairing policy
+and the FramePair publisher, activate subscribes the cameras, deactivate unsubscribes them. ``slop``,
+``queue_size``, ``max_ir_age`` and the diagnostics thresholds may change at run time (next frame); the
+others are read-only. Diagnostics check the cameras' rates against ``expected_rate.*`` and the stamps'
+age against ``stamp_age.*``, as diagnostic_updater's FrequencyStatus / TimeStampStatus do.
 """
 from __future__ import annotations
 
@@ -23,17 +29,18 @@ from typing import Any, Callable
 
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.event_handler import SubscriptionEventCallbacks
-from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from ..runtime.sync_policy import ApproximateTimePolicy, LatestIrPolicy, SyncStats, discard_after, stamp_to_ns
 from ..runtime.encodings import InputError
 from . import load_interfaces
 from .conversions import compressed_to_image
-from .diagnostics import ERROR, OK, WARN, make_array
+from ..runtime.settings import Setting
+from .diagnostics import ERROR, OK, WARN, FrequencyCheck, StampAgeCheck, make_array
+from .lifecycle import ManagedNode
 from .monitoring import RateMeter
 from .pairs import ImagePair, pair_to_msg
-from .params import declare
+from .params import RuntimeParameters, declare_settings, read_settings
 from .qos import create_publisher, create_subscription, overriding_options, sensor_data
 
 NODE_NAME = "ftpfusion_sync_node"
@@ -52,40 +59,106 @@ def _import_message_filters():
     return message_filters
 
 
-class SyncNode(Node):
+SYNC_NODE_SETTINGS: tuple[Setting, ...] = (
+    Setting("slop", "float", 0.02, "approximate-time pairing tolerance (s); latest_ir: an IR frame stamped up "
+            "to slop after the visible one counts as simultaneous", minimum=0.0, maximum=10.0, runtime=True),
+    Setting("queue_size", "int", 10, "messages kept per camera while pairing (latest_ir: recent IR frames)",
+            minimum=1, maximum=10000, runtime=True),
+    Setting("sync_backend", "str", "auto", "auto | message_filters | builtin", choices=BACKENDS),
+    Setting("pairing", "str", "approximate", "approximate (both cameras within slop) | latest_ir (every "
+            "visible frame with the newest IR frame: output at the visible camera's rate)", choices=PAIRINGS),
+    Setting("max_ir_age", "float", 0.2, "latest_ir: oldest IR frame (s behind the visible one) still fused; "
+            "older ones leave the visible frame unpaired", minimum=0.0, maximum=60.0, runtime=True),
+    *(Setting(f"{cam}_transport", "str", "raw", f"{cam} camera: raw (sensor_msgs/Image on {cam}/image_raw) | "
+              f"compressed (sensor_msgs/CompressedImage, JPEG/PNG, on {cam}/image_raw/compressed)",
+              choices=TRANSPORTS) for cam in ("ir", "visible")),
+    Setting("use_camera_info", "bool", True, "attach the latest camera_info to each pair"),
+    Setting("silence_timeout", "float", 1.0, "s without images before diagnostics warn", minimum=0.001,
+            runtime=True),
+    Setting("time_jump_reset", "float", 1.0, "a stamp this many s back clears the queues; 0: off", minimum=0.0,
+            runtime=True),
+    Setting("diagnostics_period", "float", 1.0, "s between /diagnostics messages; 0: none", minimum=0.0),
+    *(Setting(f"expected_rate.{cam}_{bound}_hz", "float", 0.0, f"{cam} camera: {word} expected rate (Hz); "
+              "diagnostics warn outside (FrequencyStatus); 0: no bound", minimum=0.0, runtime=True)
+      for cam in ("ir", "visible") for bound, word in (("min", "lowest"), ("max", "highest"))),
+    Setting("stamp_age.max", "float", 5.0, "s: an image stamp older than this on arrival makes diagnostics "
+            "warn (TimeStampStatus); 0: off", minimum=0.0, runtime=True),
+    Setting("stamp_age.min", "float", -1.0, "s: a stamp further in the future than -min warns too",
+            maximum=0.0, runtime=True),
+)
+
+
+class SyncNode(ManagedNode):
     """Approximate-time IR/visible pairing with statistics (pairs formed, frames dropped, skew)."""
 
     def __init__(self, on_pair: Callable[[ImagePair], Any] | None = None, *, node_name: str = NODE_NAME,
-                 **node_kwargs: Any) -> None:
+                 autostart: bool = True, **node_kwargs: Any) -> None:
         super().__init__(node_name, **node_kwargs)
-
-        def p(name: str, default: Any, description: str = "", **checks: Any) -> Any:
-            return declare(self, name, default, description, **checks)
-
-        self.slop = p("slop", 0.02, "approximate-time pairing tolerance (s)", minimum=0.0)
-        self.queue_size = p("queue_size", 10, "messages kept per camera while pairing (latest_ir: recent IR "
-                            "frames)", minimum=1)
-        backend = p("sync_backend", "auto", "auto | message_filters | builtin", choices=BACKENDS)
-        self.pairing = p("pairing", "approximate", "approximate (both cameras within slop) | latest_ir (every "
-                         "visible frame with the newest IR frame: output at the visible camera's rate)",
-                         choices=PAIRINGS)
-        self.max_ir_age = p("max_ir_age", 0.2, "latest_ir: oldest IR frame (s behind the visible one) still "
-                            "fused; older ones leave the visible frame unpaired", minimum=0.0)
-        if self.pairing == "latest_ir" and backend == "message_filters":
-            raise ValueError("pairing 'latest_ir' is the package's own policy: it needs sync_backend auto or builtin")
-        transports = tuple(p(f"{cam}_transport", "raw", f"{cam} camera: raw (sensor_msgs/Image on {cam}/image_raw) | "
-                             f"compressed (sensor_msgs/CompressedImage, JPEG/PNG, on {cam}/image_raw/compressed)",
-                             choices=TRANSPORTS) for cam in ("ir", "visible"))
-        self.transports = transports
-        use_info = p("use_camera_info", True, "attach the latest camera_info to each pair")
-        publish_pairs = p("publish_pairs", on_pair is None, "publish FramePair on frame_pair")
-        self.silence_timeout = p("silence_timeout", 1.0, "s without images before diagnostics warn",
-                                 minimum=0.001)
-        self.time_jump = p("time_jump_reset", 1.0, "a stamp this many s back clears the queues; 0: off",
-                           minimum=0.0)
-        period = p("diagnostics_period", 1.0, "s between /diagnostics messages; 0: none", minimum=0.0)
-
+        settings = SYNC_NODE_SETTINGS + (Setting("publish_pairs", "bool", on_pair is None,
+                                                 "publish FramePair on frame_pair"),)
+        self._settings = settings
+        values = declare_settings(self, settings)  # type/range errors: a ValueError naming the parameter
+        autostart = self._declare_autostart(autostart)
         self._on_pair = on_pair
+        self._runtime = RuntimeParameters(self, settings, values, self._on_runtime_change)
+        self._apply_values(values)
+        self.pairing = values["pairing"]
+        self.transports = (values["ir_transport"], values["visible_transport"])
+        self.backend = "builtin"
+        self._policy = None
+        self._mf_sync = None
+        self._subs: list[Any] = []
+        self._mf_subs: list[Any] = []
+        self._pair_pub = None
+        self._reset_counters()
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        period = values["diagnostics_period"]
+        self._diag_timer = self.create_timer(period, self.publish_diagnostics) if period > 0 else None
+        if autostart:
+            self.start()
+        else:
+            self.get_logger().info("unconfigured: waiting for lifecycle transitions (ros2 lifecycle set "
+                                   f"{self.get_fully_qualified_name()} configure, then activate)")
+
+    # -- settings ---------------------------------------------------------------------------------
+    def _apply_values(self, v: dict[str, Any]) -> None:
+        self.slop = v["slop"]
+        self.queue_size = v["queue_size"]
+        self.max_ir_age = v["max_ir_age"]
+        self.silence_timeout = v["silence_timeout"]
+        self.time_jump = v["time_jump_reset"]
+        self._rate_checks = tuple(FrequencyCheck(f"{name} camera", v[f"expected_rate.{cam}_min_hz"],
+                                                 v[f"expected_rate.{cam}_max_hz"])
+                                  for cam, name in (("ir", "IR"), ("visible", "visible")))
+        self._age_checks = tuple(StampAgeCheck(f"{name} stamps", v["stamp_age.min"], v["stamp_age.max"])
+                                 for name in CAMERA_NAMES)
+
+    def _on_runtime_change(self, changed: dict[str, Any]) -> None:
+        """Accepted run-time changes: the pairing policy takes slop / queue_size / max_ir_age with the next
+        frame (its queues are trimmed to a smaller queue_size when that frame arrives)."""
+        if self.backend == "message_filters" and {"slop", "queue_size"} & changed.keys():
+            sync = self._mf_sync
+            if sync is not None:
+                with sync.lock:
+                    if "queue_size" in changed:
+                        sync.queue_size = changed["queue_size"]
+                    if "slop" in changed:
+                        from rclpy.duration import Duration
+
+                        sync.slop = Duration(seconds=changed["slop"])
+        self._apply_values(self._runtime.values)
+        policy = self._policy
+        if policy is not None:
+            with policy._lock:
+                policy.queue_size = self.queue_size
+                if isinstance(policy, LatestIrPolicy):
+                    policy.max_ir_age_ns = int(round(self.max_ir_age * 1e9))
+                    policy.future_ns = int(round(self.slop * 1e9))
+                else:
+                    policy.slop_ns = int(round(self.slop * 1e9))
+        self.get_logger().info("parameters changed: " + ", ".join(f"{k}={v!r}" for k, v in changed.items()))
+
+    def _reset_counters(self) -> None:
         self._meters = (RateMeter(), RateMeter())
         self._pair_meter = RateMeter()
         self._started = time.monotonic()
@@ -94,61 +167,99 @@ class SyncNode(Node):
         self.time_jumps = 0
         self.frames_lost = [0, 0]        # per camera: samples the DDS reader reports lost in transport
         self._lost_reported = [0, 0]     # frames_lost at the last diagnostics
-        self._pair_pub = None
-        if publish_pairs:
-            frame_pair_type, _ = load_interfaces()
-            self._frame_pair_type = frame_pair_type
-            self._pair_pub = create_publisher(self, frame_pair_type, "frame_pair")
-        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.bad_input = [0, 0]          # per camera: compressed frames that could not be decoded
+        self.last_error = getattr(self, "last_error", "")
+        self._last_error_time: float | None = getattr(self, "_last_error_time", None)
+        self._decoded: list[tuple[Any, Any]] = [(None, None), (None, None)]  # (message, Image): an IR frame reused
+        self._stats = SyncStats(received=[0, 0], dropped=[0, 0])
 
+    # -- lifecycle --------------------------------------------------------------------------------
+    def _configure(self) -> None:
+        v = read_settings(self, self._settings)
+        self._runtime.values = dict(v)
+        self._apply_values(v)
+        self.pairing = v["pairing"]
+        backend = v["sync_backend"]
+        if self.pairing == "latest_ir" and backend == "message_filters":
+            raise ValueError("pairing 'latest_ir' is the package's own policy: it needs sync_backend auto or builtin")
+        self.transports = (v["ir_transport"], v["visible_transport"])
+        self._use_info = v["use_camera_info"]
         message_filters = _import_message_filters() if backend != "builtin" else None
         if self.pairing == "latest_ir":
             message_filters = None  # message_filters has no latest-IR policy
         if backend == "message_filters" and message_filters is None:
             raise RuntimeError("sync_backend is 'message_filters' but message_filters is not importable")
+        self._message_filters = message_filters
+        self.backend = "message_filters" if message_filters is not None else "builtin"
+        self._make_policy()
+        if v["publish_pairs"]:
+            frame_pair_type, _ = load_interfaces()
+            self._frame_pair_type = frame_pair_type
+            self._pair_pub = create_publisher(self, frame_pair_type, "frame_pair", lifecycle=True)
         # image_transport's naming: the base topic is resolved (remapped) first, then "/compressed" appended,
         # so remapping ir/image_raw also moves its compressed topic
-        topics = tuple(self.resolve_topic_name(base) + "/compressed" if t == "compressed" else base
-                       for base, t in zip(("ir/image_raw", "visible/image_raw"), transports))
-        msg_types = tuple(CompressedImage if t == "compressed" else Image for t in transports)
-        self.bad_input = [0, 0]          # per camera: compressed frames that could not be decoded
-        self.last_error = ""
-        self._last_error_time: float | None = None
-        self._decoded: list[tuple[Any, Any]] = [(None, None), (None, None)]  # (message, Image): an IR frame reused
-        if message_filters is not None:
-            self.backend = "message_filters"
+        self._topics = tuple(self.resolve_topic_name(base) + "/compressed" if t == "compressed" else base
+                             for base, t in zip(("ir/image_raw", "visible/image_raw"), self.transports))
+        self._msg_types = tuple(CompressedImage if t == "compressed" else Image for t in self.transports)
+        self.get_logger().info(
+            f"configured: pairing {self.resolve_topic_name(self._topics[0])} + "
+            f"{self.resolve_topic_name(self._topics[1])} ({self._pairing_text()}, queue {self.queue_size})"
+            + (f" -> {self._pair_pub.topic_name}" if self._pair_pub else ""))
+
+    def _make_policy(self) -> None:
+        if self.backend == "message_filters":
+            self._policy = None
+        elif self.pairing == "latest_ir":
+            # an IR frame stamped up to `slop` after the visible one counts as simultaneous
+            self._policy = LatestIrPolicy(self.queue_size, self.max_ir_age, future_tolerance=self.slop)
+        else:
+            self._policy = ApproximateTimePolicy(2, self.queue_size, self.slop)
+
+    def _activate(self) -> None:
+        self._reset_counters()
+        if self.backend == "message_filters":
+            mf = self._message_filters
             self._stats = SyncStats(received=[0, 0], dropped=[0, 0])
             # message_filters passes extra keyword arguments on to create_subscription
-            subs = [message_filters.Subscriber(self, msg_types[i], t, qos_profile=sensor_data(),
-                                               qos_overriding_options=overriding_options(),
-                                               event_callbacks=self._lost_events(i))
-                    for i, t in enumerate(topics)]
+            subs = [mf.Subscriber(self, self._msg_types[i], t, qos_profile=sensor_data(),
+                                  qos_overriding_options=overriding_options(), event_callbacks=self._lost_events(i))
+                    for i, t in enumerate(self._topics)]
             for i, sub in enumerate(subs):
                 sub.registerCallback(self._mf_input, i)  # before the synchroniser's own callback
             self._mf_subs = subs
-            self._mf_sync = message_filters.ApproximateTimeSynchronizer(subs, self.queue_size, self.slop)
+            self._mf_sync = mf.ApproximateTimeSynchronizer(subs, self.queue_size, self.slop)
             self._mf_sync.registerCallback(self._mf_pair)
-            self._policy = None
         else:
-            self.backend = "builtin"
-            if self.pairing == "latest_ir":
-                # an IR frame stamped up to `slop` after the visible one counts as simultaneous
-                self._policy = LatestIrPolicy(self.queue_size, self.max_ir_age, future_tolerance=self.slop)
-            else:
-                self._policy = ApproximateTimePolicy(2, self.queue_size, self.slop)
+            self._make_policy()  # empty queues and fresh statistics
             self._stats = self._policy.stats
-            for i, topic in enumerate(topics):
-                create_subscription(self, msg_types[i], topic, lambda msg, i=i: self._builtin_add(i, msg),
-                                    event_callbacks=self._lost_events(i))
-        if use_info:
+            for i, topic in enumerate(self._topics):
+                self._subs.append(create_subscription(self, self._msg_types[i], topic,
+                                                      lambda msg, i=i: self._builtin_add(i, msg),
+                                                      event_callbacks=self._lost_events(i)))
+        if self._use_info:
             for i, topic in enumerate(("ir/camera_info", "visible/camera_info")):
-                create_subscription(self, CameraInfo, topic, lambda msg, i=i: self._infos.__setitem__(i, msg))
-        self._diag_timer = self.create_timer(period, self.publish_diagnostics) if period > 0 else None
-        self.get_logger().info(
-            f"pairing {self.resolve_topic_name(topics[0])} + {self.resolve_topic_name(topics[1])} "
-            f"({self._pairing_text()}, queue {self.queue_size})"
-            + (f" -> {self._pair_pub.topic_name}" if self._pair_pub else "")
-        )
+                self._subs.append(create_subscription(self, CameraInfo, topic,
+                                                      lambda msg, i=i: self._infos.__setitem__(i, msg)))
+        self.get_logger().info("active")
+
+    def _deactivate(self) -> None:
+        for sub in self._subs:
+            self.destroy_subscription(sub)
+        for sub in self._mf_subs:
+            self.destroy_subscription(getattr(sub, "sub", sub))
+        self._subs, self._mf_subs = [], []
+        self.get_logger().info("inactive")
+
+    def _cleanup(self) -> None:
+        if self._pair_pub is not None:
+            self.destroy_lifecycle_publisher(self._pair_pub)
+            self._pair_pub = None
+        self._mf_sync = None
+
+    def _configure_failed(self) -> None:
+        self.last_error = f"configure failed: {self.configure_error}"
+        self._last_error_time = time.monotonic()
+        self.publish_diagnostics()
 
     def _pairing_text(self) -> str:
         if self.pairing == "latest_ir":
@@ -176,6 +287,8 @@ class SyncNode(Node):
             limit = stamp + jump_ns
             if self._policy is not None:
                 n = self._policy.discard_after(limit)
+            elif self._mf_sync is None:
+                n = 0
             else:
                 with self._mf_sync.lock:
                     n = discard_after(self._mf_sync.queues, limit)
@@ -185,13 +298,21 @@ class SyncNode(Node):
             newest = None
         self._newest[index] = stamp if newest is None else max(stamp, newest)
 
+    def _stamp_age(self, index: int, msg: Any) -> None:
+        age = (self.get_clock().now().nanoseconds - stamp_to_ns(msg.header.stamp)) * 1e-9
+        self._age_checks[index].add(age)
+
     def _mf_input(self, msg: Image, index: int) -> None:
         # message_filters path: this runs before the synchroniser sees the message (registered first)
+        self._stamp_age(index, msg)
         self._check_time(index, msg)
         self._meters[index].tick()
         self._stats.received[index] += 1
 
     def _builtin_add(self, index: int, msg: Image) -> None:
+        if self._policy is None:  # cleaned up meanwhile
+            return
+        self._stamp_age(index, msg)
         self._check_time(index, msg)
         self._meters[index].tick()
         pair = self._policy.add(index, stamp_to_ns(msg.header.stamp), msg)
@@ -241,10 +362,13 @@ class SyncNode(Node):
         if self._policy is not None:
             queued = self._policy.queued()
             dropped = list(st.dropped)
+        elif self._mf_sync is None:  # not active yet
+            queued, dropped = [0, 0], list(st.dropped)
         else:
             queued = [len(q) for q in self._mf_sync.queues]
             dropped = [max(0, st.received[i] - st.sets_formed - queued[i]) for i in (IR, VIS)]
         values = {
+            "state": self.state_label,
             "backend": self.backend,
             "pairing": self.pairing,
             "ir_received": st.received[IR],
@@ -263,7 +387,7 @@ class SyncNode(Node):
             "bad_input_ir": self.bad_input[IR],
             "bad_input_visible": self.bad_input[VIS],
         }
-        if self.pairing == "latest_ir":
+        if self.pairing == "latest_ir" and hasattr(st, "ir_reused"):
             values.update(
                 ir_reused=st.ir_reused,                    # pairs fused with an IR frame used before
                 visible_no_ir=st.visible_no_ir,            # visible frames refused: no IR frame yet
@@ -293,7 +417,21 @@ class SyncNode(Node):
             self._lost_reported[i] = self.frames_lost[i]
             if lost > 0:
                 problems.append(f"{lost} {name} frame(s) lost in transport{self._size_hint(i)}")
+            rate_key = "ir_rate_hz" if i == IR else "visible_rate_hz"
+            check = self._rate_checks[i]
+            values[f"expected_{rate_key[:-3]}_min_hz"] = check.min_hz
+            values[f"expected_{rate_key[:-3]}_max_hz"] = check.max_hz
+            for level_i, text in (check.status(values[rate_key], self._meters[i].count),
+                                  self._age_checks[i].report(values, name.lower())):
+                if level_i != OK and quiet <= self.silence_timeout:
+                    problems.append(text)
+        state = self.state_label
+        if state != "active":
+            problems = []
         level, message = (WARN, "; ".join(problems)) if problems else (OK, f"pairing at {values['pair_rate_hz']:.1f} Hz")
+        if state != "active":
+            message = state + (f": configure failed: {self.configure_error}" if self.configure_error else "")
+            level = ERROR if self.configure_error else OK
         values["last_error"] = self.last_error
         period = self._diag_timer.timer_period_ns * 1e-9 if self._diag_timer else 1.0
         if self._last_error_time is not None and now - self._last_error_time < max(2.0, 2 * period):
@@ -302,8 +440,12 @@ class SyncNode(Node):
         if self.pairing == "latest_ir":
             values["max_ir_age_ms"] = self.max_ir_age * 1e3
         values["queue_size"] = self.queue_size
-        self._diag_pub.publish(make_array(self.get_clock().now().to_msg(), f"{self.get_name()}: synchronizer",
-                                          level, message, "ftpfusion_ros", values))
+        try:
+            self._diag_pub.publish(make_array(self.get_clock().now().to_msg(), f"{self.get_name()}: synchronizer",
+                                              level, message, "ftpfusion_ros", values))
+        except Exception:  # noqa: BLE001 - shutting down: the publisher is gone
+            if self.context.ok():
+                raise
 
 
     def _size_hint(self, index: int) -> str:
@@ -317,11 +459,21 @@ class SyncNode(Node):
         if not hasattr(self, "_diag_pub"):  # __init__ failed (bad parameter): no statistics to report
             super().destroy_node()
             return
+        was_active = self.state_label == "active"
+        try:
+            self.stop_managed()
+        except Exception:  # noqa: BLE001 - the context may already be shut down
+            pass
+        if was_active:
+            self._log_summary()
+        super().destroy_node()
+
+    def _log_summary(self) -> None:
         st = self.stats()
         summary = (f"pairs formed {st['pairs_formed']}, frames dropped IR {st['frames_dropped_ir']} / visible "
                    f"{st['frames_dropped_visible']}, skew mean {st['skew_mean_ms']:.1f} ms, max |skew| "
                    f"{st['skew_abs_max_ms']:.1f} ms")
-        if self.pairing == "latest_ir":
+        if self.pairing == "latest_ir" and "ir_reused" in st:
             summary += (f", IR frames reused {st['ir_reused']}, IR age mean {st['ir_age_mean_ms']:.1f} ms / max "
                         f"{st['ir_age_max_ms']:.1f} ms, visible frames without a recent IR frame "
                         f"{st['visible_no_ir'] + st['visible_ir_too_old']}")
@@ -329,13 +481,12 @@ class SyncNode(Node):
             self.get_logger().info(summary)
         else:  # after Ctrl-C / SIGTERM the logger's /rosout publisher is gone and rcl would complain
             print(f"[{self.get_name()}] {summary}", file=sys.stderr)
-        super().destroy_node()
 
 
 def main(args: list[str] | None = None) -> int:
     from .runner import run_nodes
 
-    return run_nodes(lambda: [SyncNode()], args)
+    return run_nodes(lambda: [SyncNode(autostart=False)], args)
 
 
 if __name__ == "__main__":
