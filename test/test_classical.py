@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from ftpfusion_ros.models import FrameFusionModel, build_model, model_names
-from ftpfusion_ros.models.classical import collapse_pyramid, guided_filter, laplacian_pyramid
+from ftpfusion_ros.models.classical import guided_filter
+from ftpfusion_ros.nn.pyramid import collapse_pyramid, laplacian_pyramid
 from ftpfusion_ros.nn.colour import rgb_to_y, rgb_to_ycbcr
 from ftpfusion_ros.nn.filters import (box_filter, gaussian_blur, gaussian_kernel1d, laplacian, median_filter,
                                       pad2d, separable_filter, sobel)
@@ -235,3 +236,26 @@ def test_speed_640x480_report():
                 assert best < 1.0, name
     finally:
         torch.set_num_threads(threads)
+
+
+def test_laplacian_base_is_the_classical_laplacian_fusion_for_every_model_that_refines_it():
+    """base_fusion / input_skip 'laplacian': the weight-free base of the learned models is the classical
+    laplacian model's luminance fusion (one definition), also through a frame-wise model's refine=false."""
+    from ftpfusion_ros.nn.base_fusion import fuse_base
+    from ftpfusion_ros.nn.pyramid import fuse_laplacian
+
+    g = torch.Generator().manual_seed(3)
+    ir, vis = torch.rand(2, 1, 48, 64, generator=g), torch.rand(2, 3, 48, 64, generator=g)
+    y = rgb_to_y(vis)
+    classical = build_model("laplacian").eval()
+    with torch.no_grad():
+        want = classical.fuse_frame(ir, vis)
+        assert torch.allclose(fuse_base(ir, y, "laplacian"), fuse_laplacian(ir, y).clamp(0, 1))
+        torch.testing.assert_close(classical.fuse_luminance(ir, y).clamp(0, 1), fuse_base(ir, y, "laplacian"),
+                                   atol=1e-6, rtol=0)
+        # differs from the per-pixel bases (the test would pass for a wrong mode otherwise)
+        assert (fuse_base(ir, y, "laplacian") - fuse_base(ir, y, "max")).abs().max() > 0.1
+        net = build_model("f3net", {"input_skip": "laplacian", "refine": False}).eval()
+        torch.testing.assert_close(net.fuse_frame(ir, vis), want, atol=2e-6, rtol=0)
+    with pytest.raises(ValueError, match="input_skip"):
+        build_model("f3net", {"input_skip": "median"})

@@ -450,3 +450,26 @@ def test_encoder_features_ignore_camera_flicker():
         c, d = (raw.encode_frame(x, y)["scales"][0]["lf"] for x, y in ((ir, vis), (1.2 * ir - 0.1, 0.9 * vis + 0.05)))
     torch.testing.assert_close(a, b, atol=1e-4, rtol=0)
     assert (c - d).abs().max() > 1e-2
+
+
+def test_laplacian_base_is_filtered_by_the_stabiliser_and_refined_like_the_others():
+    """base_fusion: laplacian. Without the stabiliser the weight-free output's luminance is the pyramid
+    fusion itself; with it, a steady clip keeps it (de-flicker and temporal filter change nothing when
+    frames repeat), and the network refines it on the same path."""
+    from ftpfusion_ros.nn.base_fusion import fuse_base
+    from ftpfusion_ros.nn.colour import rgb_to_y
+
+    ir, vis = clip(1, 1, 32, 48, seed=4)
+    ir5, vis5 = ir.expand(-1, -1, 5, -1, -1), vis.expand(-1, -1, 5, -1, -1)
+    want = fuse_base(ir[:, :, 0], rgb_to_y(vis[:, :, 0]), "laplacian")
+    for stabiliser in (False, True):
+        m = build_model("ftpfusion", {**SMALL, "refine": False, "stabiliser": stabiliser,
+                                      "base_fusion": "laplacian"}).eval()
+        with torch.no_grad():
+            fused = m.fuse_window([m.encode_frame(ir5[:, :, t], vis5[:, :, t]) for t in range(5)], [4])[:, :, 0]
+            base = m._fuse([m.encode_frame(ir5[:, :, t], vis5[:, :, t]) for t in range(5)], [4])["base"]
+        torch.testing.assert_close(base, want, atol=1e-5, rtol=0)
+        assert fused.shape == (1, 3, 32, 48)
+    assert (want - fuse_base(ir[:, :, 0], rgb_to_y(vis[:, :, 0]), "max")).abs().max() > 0.05
+    with pytest.raises(ValueError, match="base_fusion"):
+        build_model("ftpfusion", {**SMALL, "base_fusion": "median"})

@@ -19,13 +19,13 @@ or CUDA, for any frame size.
 """
 from __future__ import annotations
 
-import math
 
 import torch
 
 from ..nn.base_fusion import fuse_base
 from ..nn.colour import restore_colour, rgb_to_y
-from ..nn.filters import box_filter, gaussian_blur, laplacian, median_filter, separable_filter
+from ..nn.filters import box_filter, gaussian_blur, laplacian, median_filter
+from ..nn.pyramid import effective_levels, fuse_laplacian
 from .base import FrameFusionModel
 from .registry import register_model
 
@@ -80,41 +80,6 @@ class MaxLuminanceFusion(LuminanceFusionModel):
         return fuse_base(ir, vis_y, "max")
 
 
-# --------------------------------------------------------------------------------- Laplacian pyramid
-_BINOMIAL5 = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0  # Burt & Adelson's generating kernel (a = 0.375)
-
-
-def _pyr_down(x: torch.Tensor) -> torch.Tensor:
-    return separable_filter(x, _BINOMIAL5)[..., ::2, ::2]
-
-
-def _pyr_up(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Expand by 2 (zero insertion + blur with 4x the kernel's mass), cropped to `size`."""
-    b, c, h, w = x.shape
-    up = x.new_zeros(b, c, 2 * h, 2 * w)
-    up[..., ::2, ::2] = x
-    return separable_filter(up, 2 * _BINOMIAL5)[..., :size[0], :size[1]]
-
-
-def laplacian_pyramid(x: torch.Tensor, levels: int) -> list[torch.Tensor]:
-    """[L_0 (finest detail), ..., L_{n-2}, G_{n-1} (base)]; ``collapse`` inverts it exactly."""
-    pyramid = []
-    current = x
-    for _ in range(levels - 1):
-        down = _pyr_down(current)
-        pyramid.append(current - _pyr_up(down, current.shape[-2:]))
-        current = down
-    pyramid.append(current)
-    return pyramid
-
-
-def collapse_pyramid(pyramid: list[torch.Tensor]) -> torch.Tensor:
-    out = pyramid[-1]
-    for detail in reversed(pyramid[:-1]):
-        out = detail + _pyr_up(out, detail.shape[-2:])
-    return out
-
-
 @register_model("laplacian")
 class LaplacianPyramidFusion(LuminanceFusionModel):
     """Laplacian pyramid fusion: average of the base level, max-abs choice of every detail level.
@@ -129,17 +94,10 @@ class LaplacianPyramidFusion(LuminanceFusionModel):
         self.min_base_size = _check_size("min_base_size", min_base_size, odd=False)
 
     def effective_levels(self, height: int, width: int) -> int:
-        smallest = min(height, width)
-        halvings = int(math.floor(math.log2(smallest / self.min_base_size))) if smallest >= self.min_base_size else 0
-        return max(1, min(self.levels, halvings + 1))
+        return effective_levels(height, width, self.levels, self.min_base_size)
 
     def fuse_luminance(self, ir: torch.Tensor, vis_y: torch.Tensor) -> torch.Tensor:
-        levels = self.effective_levels(*ir.shape[-2:])
-        # Both sources in one batch: one pyramid pass instead of two.
-        pyr = laplacian_pyramid(torch.cat([ir, vis_y], dim=1), levels)
-        fused = [torch.where(d[:, :1].abs() >= d[:, 1:].abs(), d[:, :1], d[:, 1:]) for d in pyr[:-1]]
-        fused.append(pyr[-1].mean(dim=1, keepdim=True))
-        return collapse_pyramid(fused)
+        return fuse_laplacian(ir, vis_y, self.levels, self.min_base_size)
 
 
 # ------------------------------------------------------------------------------------------- two-scale

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..nn.colour import restore_colour, rgb_to_y
-from ..nn.base_fusion import fuse_base
+from ..nn.base_fusion import BASE_MODES, fuse_base
 from .base import FrameFusionModel, _check_clip
 
 
@@ -15,11 +15,9 @@ _SKIP_EPS = 1e-3  # keeps logit(base) finite; a base of exactly 0 or 1 maps to a
 
 
 def simple_fusion(ir_y: torch.Tensor, vis_y: torch.Tensor, mode: str) -> torch.Tensor | None:
-    """The parameter-free fusion an untrained network starts from ('max', 'mean' or 'none')."""
-    if mode == "none":
+    """The parameter-free fusion an untrained network starts from (one of BASE_MODES, or 'none')."""
+    if check_skip_mode(mode) == "none":
         return None
-    if mode not in ("max", "mean"):
-        raise ValueError(f"input_skip must be 'max', 'mean' or 'none', got {mode!r}")
     return fuse_base(ir_y, vis_y, mode)
 
 
@@ -51,7 +49,8 @@ def channels_last(x: torch.Tensor) -> torch.Tensor:
 
 
 def check_skip_mode(mode: str) -> str:
-    simple_fusion(torch.zeros(1), torch.zeros(1), mode)  # raises on an unknown mode
+    if mode != "none" and mode not in BASE_MODES:
+        raise ValueError(f"input_skip must be one of {(*BASE_MODES, 'none')}, got {mode!r}")
     return mode
 
 

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base_fusion import fuse_base
+from .base_fusion import BASE_MODES, fuse_base
 
 _EPS = 1e-4
 
@@ -60,8 +60,8 @@ class TemporalStabiliser(nn.Module):
         if radius < 0 or max_shift <= 0 or downsample < 1:
             raise ValueError(f"stabiliser needs radius >= 0, max_shift > 0, downsample >= 1; "
                              f"got {radius}, {max_shift}, {downsample}")
-        if base not in ("max", "mean"):
-            raise ValueError(f"base must be 'max' or 'mean', got {base!r}")
+        if base not in BASE_MODES:
+            raise ValueError(f"base must be one of {BASE_MODES}, got {base!r}")
         self.sigma = float(sigma)
         self.neighbour_weight = float(neighbour_weight)
         self.radius = int(radius)
