@@ -142,3 +142,14 @@ def test_export_streaming_cli_and_fuse_backend_onnxruntime(tmp_path):
         b = cv2.imread(str(tmp_path / "ort" / f"{t:06d}.png")).astype(int)
         assert np.abs(a - b).max() <= 1
     assert main(["export", "--streaming", "--model", "average", "--out", str(tmp_path / "x"), "--size", "64x48"]) == 2
+
+
+def test_bench_with_backend_onnxruntime(exported):
+    from ftpfusion_ros.runtime.benchmark import benchmark
+
+    _, folder = exported
+    res = benchmark(EngineConfig(device="cpu", backend="onnxruntime", onnx_dir=str(folder)), W, H, steps=2,
+                    stage_steps=2)
+    assert res["backend"] == "onnxruntime" and res["providers"][-1] == "CPUExecutionProvider"
+    assert {"pre", "encode", "fuse", "post", "total"} <= set(res["stages_ms_p50"])
+    assert res["params"] is None and res["frames"] == 3

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import warnings
 from pathlib import Path
 from typing import Any, Callable
@@ -159,11 +160,17 @@ def fusion_input_name(position: int, name: str) -> str:
 
 def _onnx_export(module: nn.Module, args: tuple, path: Path, input_names: list[str], output_names: list[str]) -> None:
     # the exporter and its graph optimiser print progress on stdout; the CLI prints its own
+    quiet = logging.getLogger("torch.onnx")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # e.g. "torchvision is not installed" notes on every export
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), \
             warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(module.eval(), args, str(path), input_names=input_names, output_names=output_names,
-                          dynamo=True, external_data=False, verbose=False)
+        try:
+            torch.onnx.export(module.eval(), args, str(path), input_names=input_names, output_names=output_names,
+                              dynamo=True, external_data=False, verbose=False)
+        finally:
+            quiet.setLevel(level)
 
 
 def _prune_unused_inputs(path: Path) -> list[str]:

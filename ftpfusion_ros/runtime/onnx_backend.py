@@ -108,8 +108,8 @@ class OnnxStreamRing:
         self._net_window = man["net_window"]
         self._radius = int(man["stabiliser_radius"])
         opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = int(threads)
+        # one thread setting for both backends: torch's (bench --threads, OMP_NUM_THREADS) unless given
+        opts.intra_op_num_threads = int(threads or torch.get_num_threads())
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.providers = choose_providers(device, fp16, self.folder / "trt_cache")
         try:
