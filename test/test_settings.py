@@ -121,3 +121,29 @@ def test_reconfigure_keeps_or_restarts_the_smoothed_window() -> None:
     assert agc.window is not None  # only the smoothing changed: the window goes on
     agc.reconfigure(AGCConfig(mode="fixed", fixed_low=0, fixed_high=10))
     assert agc.window is None
+
+
+def test_fuse_and_eval_take_the_schema_flags(tmp_path, capsys) -> None:
+    """`fuse` refuses an inconsistent gain-control window in one line; `eval` hands the schema's settings
+    to every engine it builds (the evaluation runner derives its configs from the same schema)."""
+    import cv2
+
+    from ftpfusion_ros.cli.main import main
+    from ftpfusion_ros.evaluation.runner import EvalConfig, engine_configs
+
+    for sub in ("ir", "vis"):
+        (tmp_path / sub).mkdir()
+        for i in range(2):
+            cv2.imwrite(str(tmp_path / sub / f"{i:06d}.png"), np.full((24, 32, 3 if sub == "vis" else 1), 90, np.uint8))
+    argv = ["fuse", "--ir", str(tmp_path / "ir"), "--vis", str(tmp_path / "vis"), "--out", str(tmp_path / "out"),
+            "--model", "average", "--agc-mode", "fixed", "--agc-fixed-low", "5", "--agc-fixed-high", "1"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "fixed_high > fixed_low" in err and err.count("\n") == 1
+    assert main(argv[:-4]) == 0 and len(list((tmp_path / "out").glob("*.png"))) == 2
+
+    cfgs = engine_configs(EvalConfig(models=["average", "max_luminance"],
+                                     engine_settings={"agc.mode": "fixed", "agc.fixed_high": 4000.0, "window": 1}))
+    assert all(c.agc.mode == "fixed" and c.agc.fixed_high == 4000.0 and c.window == 1 for c in cfgs.values())
+    with pytest.raises(ValueError, match="'agc.smoothing' must be <= 1"):
+        engine_configs(EvalConfig(models=["average"], engine_settings={"agc.smoothing": 2.0}))

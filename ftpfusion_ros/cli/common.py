@@ -4,8 +4,12 @@ from __future__ import annotations
 import argparse
 
 from ..runtime import EngineConfig, parse_model_options
+from ..runtime import settings
 
 DEFAULT_MODEL = "auto"
+#: engine settings whose flags have a form of their own here (a default per command, a repeatable
+#: KEY=VALUE, a shorter name); every other CLI setting of the schema becomes --<name> automatically
+CLI_OWN_FORM = {"model", "model_options", "registration_file", "backend", "onnx_dir"}
 
 
 #: largest side accepted by --size: beyond any camera this package serves, and frames of 100000x100000
@@ -31,11 +35,9 @@ def add_engine_arguments(parser: argparse.ArgumentParser, default_model: str = D
     g.add_argument("--model", default=default_model,
                    help=f"model name (default: {default_model} = ftpfusion with its packaged checkpoint, "
                         "else the laplacian baseline)")
-    g.add_argument("--checkpoint", help="state_dict checkpoint (default: the packaged one)")
-    g.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
-    g.add_argument("--precision", default="auto", help="auto | fp32 | fp16 | bf16 (default: auto)")
-    g.add_argument("--window", type=int, help="temporal ring length T (default: the model's)")
-    g.add_argument("--lookahead", type=int, default=0, help="frames of look-ahead (default 0: causal)")
+    # --checkpoint, --device, --precision, --window, --lookahead, --allow-untrained and the thermal gain
+    # control (--agc-*) come from the engine settings schema (runtime/settings.py), as the node's parameters
+    settings.add_arguments(g, exclude=CLI_OWN_FORM)
     g.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
                    help="model config key over the checkpoint's, repeatable or comma-separated "
                         "(e.g. stabiliser=false: FTPFusion without its temporal stabiliser)")
@@ -50,11 +52,12 @@ def add_engine_arguments(parser: argparse.ArgumentParser, default_model: str = D
 
 
 def engine_config(args: argparse.Namespace, **overrides) -> EngineConfig:
-    cfg = EngineConfig(model=args.model, checkpoint=args.checkpoint, device=args.device,
-                       precision=args.precision, window=args.window, lookahead=args.lookahead,
-                       model_options=parse_model_options(args.model_option),
-                       registration_file=getattr(args, "registration", None),
-                       backend=getattr(args, "backend", "pytorch"), onnx_dir=getattr(args, "onnx_dir", None))
+    """The EngineConfig of the engine flags (checked against the settings schema: a bad value is a
+    ValueError naming the flag); ``overrides`` are set on it afterwards."""
+    values = settings.values_from_args(args, exclude=CLI_OWN_FORM)
+    values.update(model=args.model, registration_file=getattr(args, "registration", None) or "")
+    cfg = settings.engine_config(values, model_options=parse_model_options(args.model_option),
+                                 backend=getattr(args, "backend", "pytorch"), onnx_dir=getattr(args, "onnx_dir", None))
     for key, value in overrides.items():
         setattr(cfg, key, value)
     return cfg

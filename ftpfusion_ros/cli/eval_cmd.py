@@ -16,6 +16,11 @@ import time
 from pathlib import Path
 
 from ..metrics import ALL_METRICS, FLOW_METHODS, DEFAULT_FLOW, parse_conventions
+from ..runtime import settings
+
+#: engine settings with a form of their own here (per-model checkpoints and options) or not evaluated
+EVAL_OWN_FORM = {"model", "checkpoint", "model_options", "registration_file", "allow_untrained", "backend",
+                 "onnx_dir"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,11 +45,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                           "(also offset=K frames); the clean setting runs too unless --no-clean")
     run.add_argument("--no-clean", action="store_true", help="with --perturb: skip the clean setting")
     run.add_argument("--seed", type=int, default=0, help="perturbation seed (default 0)")
-    run.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
-    run.add_argument("--precision", default="auto", help="auto | fp32 | fp16 | bf16 (default auto)")
+    # --device, --precision, --window, --lookahead and the thermal gain control (--agc-*) from the engine
+    # settings schema (runtime/settings.py), as `fuse` and the node take them
+    settings.add_arguments(run, exclude=EVAL_OWN_FORM,
+                           defaults_override={"device": "auto", "precision": "auto", "lookahead": 0})
     run.add_argument("--checkpoint", action="append", metavar="MODEL=PATH",
                      help="checkpoint of a learned model (repeatable or comma-separated)")
-    run.add_argument("--lookahead", type=int, default=0, help="engine look-ahead frames (default 0: causal)")
     run.add_argument("--registration", metavar="FILE",
                      help="with --models: IR->visible registration YAML of `ftpfusion calibrate` for the engine")
     run.add_argument("--model-option", action="append", metavar="[MODEL:]KEY=VALUE",
@@ -150,8 +156,9 @@ def run(args: argparse.Namespace) -> int:
 
         models = _split(args.models)
         options = parse_scoped_model_options(args.model_option, models)
+        engine_settings = settings.values_from_args(args, exclude=EVAL_OWN_FORM)
         cfg = EvalConfig(models=models, checkpoints=_checkpoints(args.checkpoint), device=args.device,
-                         model_options=options, bases=not args.no_bases,
+                         model_options=options, bases=not args.no_bases, engine_settings=engine_settings,
                          precision=args.precision, lookahead=args.lookahead, allow_untrained=args.allow_untrained,
                          frames=args.frames, stride=args.stride, perturb=perturb, include_clean=not args.no_clean,
                          metrics=metrics, conventions=conventions, flow=args.flow,

@@ -46,6 +46,9 @@ class EvalConfig:
     allow_untrained: bool = False
     #: IR->visible registration YAML (`ftpfusion calibrate`) for every engine; None: IR resized only
     registration_file: str | None = None
+    #: further engine settings of runtime/settings.py by name (e.g. window, agc.mode), checked there;
+    #: the fields above win where both name one
+    engine_settings: dict[str, Any] = field(default_factory=dict)
     #: evaluate at most this many frames per sequence (after striding); None = all
     frames: int | None = None
     #: use every stride-th input frame (temporal metrics then see stride-times larger motion)
@@ -173,14 +176,15 @@ def engine_configs(cfg: EvalConfig) -> dict[str, Any]:
     """{report label: EngineConfig}: every model with its checkpoint and options and, with ``cfg.bases``,
     every learned model's base right after it."""
     from ..models import model_class
-    from ..runtime import EngineConfig
+    from ..runtime.settings import engine_config
 
     out = {}
     for m in cfg.models:
-        ec = EngineConfig(model=m, checkpoint=cfg.checkpoints.get(m), device=cfg.device, precision=cfg.precision,
-                          lookahead=cfg.lookahead, allow_untrained=cfg.allow_untrained,
-                          model_options=dict(cfg.model_options.get(m, {})),
-                          registration_file=cfg.registration_file)
+        # one derivation for every front end: the settings schema checks the values and builds the config
+        values = {**cfg.engine_settings, "model": m, "checkpoint": cfg.checkpoints.get(m) or "",
+                  "device": cfg.device, "precision": cfg.precision, "lookahead": cfg.lookahead,
+                  "allow_untrained": cfg.allow_untrained, "registration_file": cfg.registration_file or ""}
+        ec = engine_config(values, model_options=dict(cfg.model_options.get(m, {})))
         out[m] = ec
         if cfg.bases and model_class(m).learned:
             out[base_label(m)] = dataclasses.replace(ec, model_options={**ec.model_options, "refine": False})

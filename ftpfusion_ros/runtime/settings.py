@@ -59,8 +59,6 @@ class Setting:
             hi = "" if self.maximum is None else f" <= {self.maximum:g}"
             extra.append(f"{lo}value{hi}")
         extra.append(f"default: {self.default!r}")
-        if self.runtime:
-            extra.append("changeable at run time")
         return f"{self.description} ({'; '.join(extra)})"
 
 
@@ -288,10 +286,15 @@ def add_arguments(group: Any, settings: Iterable[Setting] = ENGINE_SETTINGS, exc
     return added
 
 
-def values_from_args(args: argparse.Namespace, settings: Iterable[Setting] = ENGINE_SETTINGS) -> dict[str, Any]:
-    """{setting name: value} of the flags given on the command line (checked against the schema)."""
+def values_from_args(args: argparse.Namespace, settings: Iterable[Setting] = ENGINE_SETTINGS,
+                     exclude: Iterable[str] = ()) -> dict[str, Any]:
+    """{setting name: value} of the flags :func:`add_arguments` added (the same ``exclude``) that were
+    given on the command line, checked against the schema."""
+    exclude = set(exclude)
     out = {}
     for s in settings:
+        if not s.cli or s.name in exclude:
+            continue
         value = getattr(args, s.dest, None)
         if value is not None:
             try:
