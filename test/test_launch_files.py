@@ -286,3 +286,18 @@ def test_rviz_without_rviz2_is_skipped_not_fatal() -> None:
     assert len(actions) == 1 and isinstance(actions[0], LogInfo)
     context.launch_configurations["rviz"] = "false"
     assert module._rviz(context, str(SHARE / "config")) == []
+
+
+def test_package_xml_declares_every_run_dependency() -> None:
+    """What the nodes, launch files and replay need at run time is declared (rosdep installs it), and
+    CMakeLists.txt registers the pytest suite for `colcon test`."""
+    import xml.etree.ElementTree as ET
+
+    root = ET.parse(REPO / "package.xml").getroot()
+    run = {e.text for e in root if e.tag in ("exec_depend", "depend")}
+    assert {"rclpy", "rcl_interfaces", "lifecycle_msgs", "diagnostic_msgs", "sensor_msgs", "std_msgs",
+            "launch", "launch_ros", "ament_index_python", "rosbag2", "ros2bag", "rviz2"} <= run
+    tests = {e.text for e in root if e.tag == "test_depend"}
+    assert "ament_cmake_pytest" in tests
+    cmake = (REPO / "CMakeLists.txt").read_text()
+    assert "ament_add_pytest_test(ftpfusion_ros_pytest" in cmake and "if(BUILD_TESTING)" in cmake
