@@ -48,6 +48,12 @@ class Cameras:
         self.ir_px = (rng.random((H, W)) * 2000 + 29000).astype(np.uint16)  # centi-kelvin, 17..37 degC
         self.vis_px = (rng.random((H, W, 3)) * 255).astype(np.uint8)
 
+    def matched(self) -> bool:
+        """Both cameras matched to the node's subscriptions and every subscription of the probe to its
+        publisher (reliable, volatile: a message sent before the match would not be delivered)."""
+        return (self.ir.get_subscription_count() >= 1 and self.vis.get_subscription_count() >= 1
+                and all(sub.get_publisher_count() >= 1 for sub in self.probe.node.subscriptions))
+
     def send(self, n: int) -> list[int]:
         from builtin_interfaces.msg import Time
         from std_msgs.msg import Header
@@ -115,8 +121,7 @@ def test_composed_nodes_start_unconfigured_and_follow_the_lifecycle(probe: Probe
         for node in (FUSION, SYNC):
             assert _transition(probe, node, Transition.TRANSITION_ACTIVATE)
             assert _state(probe, node) == State.PRIMARY_STATE_ACTIVE
-        assert probe.spin_until(lambda: probe.node.count_publishers("/ir/image_raw") == 1
-                                and probe.node.count_subscribers("/ir/image_raw") == 1, 10.0)
+        assert probe.spin_until(cams.matched, 10.0)
         sent = cams.send(8)
         assert probe.spin_until(lambda: len(fused) >= 8, 20.0), log.read_text()[-2000:]
         assert [stamp_ns(m) for m in fused] == sent  # every pair, in order
@@ -139,7 +144,7 @@ def test_composed_nodes_start_unconfigured_and_follow_the_lifecycle(probe: Probe
                                   (SYNC, (Transition.TRANSITION_ACTIVATE,))):
             for t in transitions:
                 assert _transition(probe, node, t)
-        assert probe.spin_until(lambda: probe.node.count_subscribers("/ir/image_raw") == 1, 10.0)
+        assert probe.spin_until(cams.matched, 10.0)
         sent = cams.send(4)
         assert probe.spin_until(lambda: len(fused) >= 12, 20.0), log.read_text()[-2000:]
         assert [stamp_ns(m) for m in fused[8:]] == sent
@@ -176,8 +181,7 @@ def test_run_time_parameters_over_set_parameters(probe: Probe, tmp_path: Path) -
     proc = node_process("composed", {"autostart": True, "model": "average", "diagnostics_period": 0.0,
                                      "seg.width": 32, "seg.height": 24, **RELIABLE_INPUTS}, log=log)
     try:
-        assert probe.spin_until(lambda: probe.node.count_subscribers("/visible/image_raw") == 1
-                                and probe.node.count_publishers("/fused/image_seg") == 1, 30.0)
+        assert probe.spin_until(cams.matched, 30.0)
         first = cams.send(3)
         assert probe.spin_until(lambda: len(seg) >= 3 and len(aligned) >= 3, 20.0), log.read_text()[-2000:]
         assert all((m.width, m.height) == (32, 24) for m in seg)
@@ -216,3 +220,33 @@ def test_run_time_parameters_over_set_parameters(probe: Probe, tmp_path: Path) -
         assert proc.poll() is None
     finally:
         assert stop(proc) == 0, log.read_text()[-3000:]
+
+
+def test_composed_and_split_nodes_take_the_same_parameter_names(probe: Probe) -> None:
+    """`-p name:=value` means the same on ftpfusion_composed and on the split executables: each node of
+    the composed process declares exactly the parameters of its stand-alone twin, with the same
+    descriptors (read-only or not), and every engine setting of the schema is a fusion node parameter."""
+    from ftpfusion_ros.ros.composed import build_composed
+    from ftpfusion_ros.ros.fusion_node import FusionNode
+    from ftpfusion_ros.ros.sync_node import SyncNode
+    from ftpfusion_ros.runtime.settings import ENGINE_SETTINGS
+
+    def described(node) -> dict[str, tuple[bool, str]]:
+        names = node.list_parameters([], 10).names
+        return {n: (d.read_only, d.description)
+                for n, d in zip(names, node.describe_parameters(names)) if not n.startswith("qos_overrides.")}
+
+    kwargs = dict(context=probe.context, autostart=False, parameter_overrides=[Parameter("model", value="average")])
+    sync, fusion = build_composed(**kwargs)
+    alone = (SyncNode(**kwargs), FusionNode(**kwargs))
+    try:
+        for composed_node, split_node in zip((sync, fusion), alone):
+            assert described(composed_node) == described(split_node)
+        fusion_params = described(fusion)
+        assert {s.name for s in ENGINE_SETTINGS} <= fusion_params.keys()
+        assert fusion_params["model"][0] and not fusion_params["agc.mode"][0]  # read-only / run time
+        rclpy_own = {"use_sim_time", "start_type_description_service"}
+        assert [n for n, (_, desc) in fusion_params.items() if not desc and n not in rclpy_own] == []
+    finally:
+        for node in (sync, fusion, *alone):
+            node.destroy_node()
