@@ -68,6 +68,11 @@ def test_cli_flags_come_from_the_schema() -> None:
     assert cfg.window == 3 and cfg.agc.fixed_window_raw() == pytest.approx((28815.0, 31315.0))
     with pytest.raises(SystemExit):  # argparse's own one-line error for a choice
         parser.parse_args(["--agc-mode", "minmax"])
+    # the homography, once a node-only parameter, is a flag like every other engine setting
+    h = values_from_args(parser.parse_args(["--homography", "1", "0", "4", "0", "1", "0", "0", "0", "1"]))
+    assert engine_config(h).homography == [1.0, 0.0, 4.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    with pytest.raises(ValueError, match="'homography' needs 0 or 9 values"):
+        values_from_args(parser.parse_args(["--homography", "1", "0"]))
     bad = parser.parse_args(["--window", "-2"])
     with pytest.raises(ValueError, match="--window: 'window' must be >= 0"):
         values_from_args(bad)

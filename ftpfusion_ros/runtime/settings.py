@@ -129,8 +129,8 @@ def _engine_settings() -> tuple[Setting, ...]:
         S("lookahead", "int", 0, "frames of look-ahead (0: causal)", minimum=0, maximum=1024),
         S("model_options", "str", "", "model config keys over the checkpoint's: key=value,... "
           "(e.g. stabiliser=false)"),
-        S("homography", "float_list", [], "3x3 row-major IR->visible homography (IR pixel -> visible pixel); "
-          "empty: none", length=(0, 9), cli=False),
+        S("homography", "float_list", [], "3x3 row-major IR->visible homography (IR pixel -> visible pixel), "
+          "instead of a registration file; empty: none", length=(0, 9)),
         S("registration_file", "str", "", "IR->visible registration YAML written by `ftpfusion calibrate` "
           "(instead of homography); empty: none"),
         S("allow_untrained", "bool", False, "run a learned model with random weights (smoke tests)"),
