@@ -14,14 +14,13 @@ import heapq
 from pathlib import Path
 from typing import Iterator
 
-import cv2
-import numpy as np
 from tqdm import tqdm
 
 from ..data.rosbag_io import BagCopyWriter, SyncedBag, SyncedPair, engine_input, image_message, open_reader
 from ..runtime import FusionEngine, FusionResult, SizeChangedError
 from .common import add_engine_arguments, engine_config
 from .extract_cmd import add_bag_arguments, add_pairing_arguments
+from .media import Video, side_by_side
 
 FUSED, ALIGNED_IR, ALIGNED_VIS = "fused/image", "aligned/ir", "aligned/visible"
 
@@ -72,59 +71,6 @@ def fused_stream(engine: FusionEngine, synced: SyncedBag) -> Iterator[tuple[int,
         yield res.stamp.vis.log_time_ns, 1, res
 
 
-def side_by_side(res: FusionResult) -> np.ndarray:
-    """IR | visible | fused, each labelled, padded to even size (mp4v needs it)."""
-    panels = [cv2.cvtColor(res.aligned_ir, cv2.COLOR_GRAY2BGR), res.aligned_vis_bgr.copy(), res.fused_bgr.copy()]
-    h = panels[0].shape[0]
-    scale = max(0.4, h / 600)
-    for panel, label in zip(panels, ("IR", "visible", f"fused ({res.model})")):
-        org = (8, int(24 * scale) + 4)
-        cv2.putText(panel, label, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
-        cv2.putText(panel, label, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
-    frame = np.hstack(panels)
-    ph, pw = frame.shape[0] % 2, frame.shape[1] % 2
-    if ph or pw:
-        frame = cv2.copyMakeBorder(frame, 0, ph, 0, pw, cv2.BORDER_REPLICATE)
-    return frame
-
-
-class _Video:
-    """cv2.VideoWriter opened on the first frame (its size is known only then)."""
-
-    def __init__(self, path: Path, fps: float) -> None:
-        self.path, self.fps = path, fps
-        self.writer: cv2.VideoWriter | None = None
-        self.frames = 0
-        self.size: tuple[int, int] | None = None  # (W, H) of the video, from its first frame
-
-    def write(self, frame: np.ndarray) -> None:
-        h, w = frame.shape[:2]
-        if self.writer is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.size = (w, h)
-            self.writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
-            if not self.writer.isOpened():
-                raise RuntimeError(f"could not open {self.path} for writing (mp4v, {w}x{h})")
-        if (w, h) != self.size:
-            frame = _letterbox(frame, self.size)  # OpenCV would drop a frame of another size without a word
-        self.writer.write(frame)
-        self.frames += 1
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.release()
-
-
-def _letterbox(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """``frame`` scaled to fit ``size`` (W, H) with its aspect ratio kept, padded black."""
-    w, h = size
-    scale = min(w / frame.shape[1], h / frame.shape[0])
-    fw, fh = max(1, round(frame.shape[1] * scale)), max(1, round(frame.shape[0] * scale))
-    small = cv2.resize(frame, (fw, fh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-    top, left = (h - fh) // 2, (w - fw) // 2
-    return cv2.copyMakeBorder(small, top, h - fh - top, left, w - fw - left, cv2.BORDER_CONSTANT, value=0)
-
-
 def run(args: argparse.Namespace) -> int:
     synced = SyncedBag(args.input, args.ir_topic, args.vis_topic, args.slop, args.queue_size,
                        pairing=args.pairing, max_ir_age=args.max_ir_age)
@@ -135,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--fps must be > 0, got {args.fps}")
     topics = output_topics(args.prefix, aligned=not args.no_aligned)
     engine = FusionEngine(engine_config(args))
-    video = _Video(Path(args.mp4), args.fps or synced.nominal_fps()) if args.mp4 else None
+    video = Video(Path(args.mp4), args.fps or synced.nominal_fps()) if args.mp4 else None
 
     with open_reader(args.input) as reader:
         writer = BagCopyWriter(out, reader, args.storage)

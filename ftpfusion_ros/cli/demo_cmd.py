@@ -10,6 +10,10 @@ for a fixed time, then writes under --out:
 Latency is end to end: camera stamp (the simulator stamps with the system clock) to the fused frame's
 arrival at the recorder, i.e. two DDS hops, pairing, queueing and the engine; the engine's own share is
 reported separately (engine_latency_ms_*), from `fused/status`.
+
+This module orchestrates (environment, processes, start-up and drain); the recorder subscribing the
+outputs is demo_recorder.py, the report demo_report.py, the contact sheet and the video media.py (shared
+with `ftpfusion bag --mp4`).
 """
 from __future__ import annotations
 
@@ -19,18 +23,17 @@ import os
 import random
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from .common import parse_size
+from .demo_recorder import Recorder
+from .demo_report import build_report
+from .media import contact_sheet
 
 REPO_CONFIG = Path(__file__).resolve().parents[2] / "config"
 FASTDDS_PROFILE_VAR = "FASTDDS_DEFAULT_PROFILES_FILE"
-SHEET_ROWS = 4
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -66,116 +69,6 @@ def _ros_environment(log_dir: Path) -> dict[str, str]:
         env[FASTDDS_PROFILE_VAR] = str(REPO_CONFIG / "fastdds_large_images.xml")
     env.setdefault("PYTHONUNBUFFERED", "1")
     return dict(env)
-
-
-class _Recorder:
-    """Subscribes the fusion outputs; keeps what the report, the video and the contact sheet need."""
-
-    def __init__(self, node: Any, out: Path, fps: float, expected: int, write_video: bool) -> None:
-        from rclpy.qos import QoSProfile, ReliabilityPolicy
-        from sensor_msgs.msg import Image
-
-        from ..ros import load_interfaces
-        from ..ros.conversions import image_to_array
-
-        _, status_type = load_interfaces()
-        self._to_array = image_to_array
-        self.node = node
-        qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
-        self.lock = threading.Lock()
-        self.stamps: list[int] = []          # fused stamps in arrival order
-        self.arrivals: list[float] = []      # time.monotonic() of each fused frame
-        self.e2e_ms: list[float] = []
-        self.engine_ms: list[float] = []
-        self.node_ms: list[float] = []
-        self.model = self.device = ""
-        self.frame_id = ""
-        self.samples: dict[int, dict[str, np.ndarray]] = {}  # stamp -> {"fused", "ir", "vis"}
-        self._keep_every = max(1, expected // (2 * SHEET_ROWS))
-        self._video = None
-        self._video_path = out / "fused.mp4" if write_video else None
-        self._fps = fps
-        node.create_subscription(Image, "fused/image", self._on_fused, qos)
-        node.create_subscription(Image, "aligned/ir", lambda m: self._on_aligned("ir", m), qos)
-        node.create_subscription(Image, "aligned/visible", lambda m: self._on_aligned("vis", m), qos)
-        node.create_subscription(status_type, "fused/status", self._on_status, qos)
-
-    @staticmethod
-    def _stamp(msg: Any) -> int:
-        return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-
-    def _on_fused(self, msg: Any) -> None:
-        now_ns = time.time_ns()
-        stamp = self._stamp(msg)
-        frame = self._to_array(msg, "fused image")
-        with self.lock:
-            self.stamps.append(stamp)
-            self.arrivals.append(time.monotonic())
-            self.e2e_ms.append((now_ns - stamp) / 1e6)
-            self.frame_id = msg.header.frame_id
-            if (len(self.stamps) - 1) % self._keep_every == 0:
-                self.samples.setdefault(stamp, {})["fused"] = frame.copy()
-        if self._video_path is not None:
-            import cv2
-
-            if self._video is None:
-                h, w = frame.shape[:2]
-                self._video = cv2.VideoWriter(str(self._video_path), cv2.VideoWriter_fourcc(*"mp4v"), self._fps, (w, h))
-                if not self._video.isOpened():
-                    raise RuntimeError(f"cannot write {self._video_path} (OpenCV has no mp4v encoder?)")
-            self._video.write(np.ascontiguousarray(frame))
-
-    def _on_aligned(self, key: str, msg: Any) -> None:
-        stamp = self._stamp(msg)
-        with self.lock:
-            if stamp in self.samples:
-                self.samples[stamp][key] = self._to_array(msg, f"aligned {key}").copy()
-            elif not self.stamps or stamp > self.stamps[-1]:
-                # aligned/* may arrive before fused/image of the same stamp: keep it briefly
-                self.samples.setdefault(stamp, {})[key] = self._to_array(msg, f"aligned {key}").copy()
-                self._trim()
-
-    def _trim(self) -> None:
-        # Drop pending aligned-only entries that never became samples (bounded memory).
-        kept = set(self.stamps[-3:])
-        for stamp in [s for s, d in self.samples.items() if "fused" not in d and s not in kept]:
-            if len(self.samples) > 4 * SHEET_ROWS + 8:
-                del self.samples[stamp]
-
-    def _on_status(self, msg: Any) -> None:
-        with self.lock:
-            self.engine_ms.append(msg.latency_ms)
-            self.node_ms.append(msg.node_latency_ms)
-            self.model, self.device = msg.model, msg.device
-
-    def close(self) -> None:
-        if self._video is not None:
-            self._video.release()
-
-
-def _contact_sheet(samples: dict[int, dict[str, np.ndarray]], path: Path) -> int:
-    """IR | visible | fused rows for up to SHEET_ROWS complete samples spread over the run."""
-    import cv2
-
-    complete = [samples[s] for s in sorted(samples) if {"fused", "ir", "vis"} <= samples[s].keys()]
-    if not complete:
-        return 0
-    idx = np.linspace(0, len(complete) - 1, min(SHEET_ROWS, len(complete))).round().astype(int)
-    rows = []
-    for i in sorted(set(idx.tolist())):
-        d = complete[i]
-        rows.append(np.hstack([cv2.cvtColor(d["ir"], cv2.COLOR_GRAY2BGR), d["vis"], d["fused"]]))
-    sheet = np.vstack(rows)
-    w = rows[0].shape[1] // 3
-    header = np.full((28, sheet.shape[1], 3), 32, np.uint8)
-    for k, label in enumerate(("IR (registered)", "visible", "fused")):
-        cv2.putText(header, label, (k * w + 8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 1, cv2.LINE_AA)
-    cv2.imwrite(str(path), np.vstack([header, sheet]))
-    return len(rows)
-
-
-def _percentile(values: list[float], q: float) -> float | None:
-    return round(float(np.percentile(values, q)), 2) if values else None
 
 
 def _tail(path: Path, n: int = 15) -> str:
@@ -244,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
     node = rclpy.create_node("ftpfusion_demo_recorder", context=context)
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
-    recorder = _Recorder(node, out, args.rate, expected, not args.no_video)
+    recorder = Recorder(node, out, args.rate, expected, not args.no_video)
     t_start = time.monotonic()
     try:
         if args.split:
@@ -296,35 +189,10 @@ def run(args: argparse.Namespace) -> int:
             sim_summary = json.loads(line)
     if not sim_summary:
         raise RuntimeError("the camera simulator did not finish:\n" + _tail(log_dir / "camera_sim.log"))
-    published = int(sim_summary["pairs_published"])
-    stamps = recorder.stamps
-    fused = len(set(stamps))
-    span = recorder.arrivals[-1] - recorder.arrivals[0] if len(recorder.arrivals) > 1 else 0.0
-    report = {
-        "pairs_published": published,
-        "pairs_fused": fused,
-        "pairs_dropped": published - fused,
-        "fused_fraction": round(fused / published, 4) if published else 0.0,
-        "latency_ms_p50": _percentile(recorder.e2e_ms, 50),
-        "latency_ms_p99": _percentile(recorder.e2e_ms, 99),
-        "engine_latency_ms_p50": _percentile(recorder.engine_ms, 50),
-        "engine_latency_ms_p99": _percentile(recorder.engine_ms, 99),
-        "node_latency_ms_p50": _percentile(recorder.node_ms, 50),
-        "node_latency_ms_p99": _percentile(recorder.node_ms, 99),
-        "rate_hz": round((len(stamps) - 1) / span, 2) if span > 0 else 0.0,
-        "camera_rate_hz": sim_summary.get("rate_hz"),
-        "size": f"{width}x{height}",
-        "model": recorder.model or model,
-        "device": recorder.device,
-        "ir_encoding": args.ir_encoding,
-        "mode": "split" if args.split else "composed",
-        "in_order": all(a < b for a, b in zip(stamps, stamps[1:])),
-        "duplicates": len(stamps) - fused,
-        "frame_id": recorder.frame_id,
-        "startup_s": round(startup_s, 2),
-        "latency_definition": "camera stamp -> fused frame received by a subscriber in another process",
-    }
-    sheet_rows = _contact_sheet(recorder.samples, out / "contact_sheet.png")
+    report = build_report(recorder, sim_summary, width=width, height=height, model=model,
+                          ir_encoding=args.ir_encoding, split=args.split, startup_s=startup_s)
+    fused = report["pairs_fused"]
+    sheet_rows = contact_sheet(recorder.sheet_rows(), out / "contact_sheet.png")
     report["contact_sheet_rows"] = sheet_rows
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
