@@ -48,7 +48,7 @@ from ..nn.block_attention import SparseCrossModalAttention
 from ..nn.colour import rgb_to_y, ycbcr_to_rgb
 from ..nn.frequency import FrequencySplit
 from ..nn.lowfreq import LFPM, LTCM, mix_frames
-from ..nn.base_fusion import fuse_base
+from ..nn.base_fusion import BASE_MODES, fuse_base
 from ..nn.stabilise import TemporalStabiliser, apply_gain
 from .base import FusionModel
 from .registry import register_model
@@ -334,8 +334,8 @@ class FTPFusion(FusionModel):
             raise ValueError(f"window and net_window must be >= 1, got {window}, {net_window}")
         if stem_factor < 1:
             raise ValueError(f"stem_factor must be >= 1, got {stem_factor}")
-        if base_fusion not in ("max", "mean"):
-            raise ValueError(f"base_fusion must be 'max' or 'mean', got {base_fusion!r}")
+        if base_fusion not in BASE_MODES:
+            raise ValueError(f"base_fusion must be one of {BASE_MODES}, got {base_fusion!r}")
         for key, flag in (("refine", refine), ("stabiliser", stabiliser), ("encoder_norm", encoder_norm),
                           ("guided_head", guided_head), ("sharpen_gate", sharpen_gate)):
             if not isinstance(flag, bool):
