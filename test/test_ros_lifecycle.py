@@ -250,3 +250,31 @@ def test_composed_and_split_nodes_take_the_same_parameter_names(probe: Probe) ->
     finally:
         for node in (sync, fusion, *alone):
             node.destroy_node()
+
+
+def test_destroyed_and_half_built_nodes_leave_the_graph(probe: Probe) -> None:
+    """A destroyed managed node and one whose construction failed (bad parameter) take their node and
+    lifecycle services off the graph at once: a later node of the same name must not share service
+    names with a dead one (a client then waited forever on it)."""
+    import pytest as _pytest
+
+    from ftpfusion_ros.ros.fusion_node import FusionNode
+    from ftpfusion_ros.ros.sync_node import SyncNode
+
+    name = "ftpfusion_graph_check"
+
+    def on_graph() -> bool:
+        services = {n for n, _ in probe.node.get_service_names_and_types()}
+        return name in probe.node.get_node_names() or f"/{name}/get_state" in services
+
+    node = FusionNode(node_name=name, context=probe.context, autostart=False,
+                      parameter_overrides=[Parameter("model", value="average")])
+    assert probe.spin_until(on_graph, 10.0)
+    node.destroy_node()
+    assert probe.spin_until(lambda: not on_graph(), 10.0)
+    with _pytest.raises(ValueError, match="queue_size"):
+        SyncNode(node_name=name, context=probe.context, parameter_overrides=[Parameter("queue_size", value=0)])
+    with _pytest.raises(ValueError, match="no_such_model"):
+        FusionNode(node_name=name, context=probe.context, parameter_overrides=[Parameter("model", value="no_such_model")])
+    probe.spin_for(0.5)
+    assert probe.spin_until(lambda: not on_graph(), 10.0)

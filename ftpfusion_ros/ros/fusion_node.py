@@ -102,6 +102,15 @@ class FusionNode(ManagedNode):
     def __init__(self, *, subscribe_pairs: bool = True, node_name: str = NODE_NAME, autostart: bool = True,
                  **node_kwargs: Any) -> None:
         super().__init__(node_name, **node_kwargs)
+        try:
+            self._setup(subscribe_pairs, autostart)
+        except BaseException:
+            # a half-built node would keep its services (lifecycle, parameters) on the graph, where a
+            # later node of the same name would share their names
+            self.destroy_node()
+            raise
+
+    def _setup(self, subscribe_pairs: bool, autostart: bool) -> None:
         self._subscribe_pairs = subscribe_pairs
         values = declare_settings(self, SETTINGS)  # type/range errors: a ValueError naming the parameter
         autostart = self._declare_autostart(autostart)

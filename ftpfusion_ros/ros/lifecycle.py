@@ -117,6 +117,15 @@ class ManagedNode(LifecycleNode):
             pass
         return SUCCESS  # back to unconfigured
 
+    def destroy_node(self) -> None:
+        super().destroy_node()
+        # rclpy's LifecycleNode leaves its state machine alive, and the state machine holds the node's
+        # handle: node and lifecycle services stayed on the graph until garbage collection (a later node of
+        # the same name then shared their service names and a client could reach the dead one)
+        machine = getattr(self, "_state_machine", None)
+        if machine is not None:
+            machine.destroy_when_not_in_use()
+
     def stop_managed(self) -> None:
         """deactivate and clean up from wherever the node is (before destroy_node)."""
         if self.state_label == "active":

@@ -94,6 +94,13 @@ class SyncNode(ManagedNode):
     def __init__(self, on_pair: Callable[[ImagePair], Any] | None = None, *, node_name: str = NODE_NAME,
                  autostart: bool = True, **node_kwargs: Any) -> None:
         super().__init__(node_name, **node_kwargs)
+        try:
+            self._setup(on_pair, autostart)
+        except BaseException:
+            self.destroy_node()  # no half-built node left on the graph (see FusionNode)
+            raise
+
+    def _setup(self, on_pair: Callable[[ImagePair], Any] | None, autostart: bool) -> None:
         settings = SYNC_NODE_SETTINGS + (Setting("publish_pairs", "bool", on_pair is None,
                                                  "publish FramePair on frame_pair"),)
         self._settings = settings
