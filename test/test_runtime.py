@@ -105,6 +105,23 @@ def test_ring_keeps_network_features_only_for_the_frames_the_network_reads():
             assert not any("vis" in c for c in caches)
 
 
+@pytest.mark.parametrize("options", [{"stabiliser": False}, {"refine": False}, {"stab_neighbour_weight": 0.0},
+                                     {"stab_radius": 6}])
+def test_trimmed_ring_streams_like_the_clip_forward_for_every_switch(options):
+    """The ring's trimming follows the model's switches: without the stabiliser, without the network, without
+    the temporal filter, or with a radius beyond the network's window, every frame equals the clip forward."""
+    torch.manual_seed(0)
+    model = build_model("ftpfusion", {"channels": [4, 8, 8], **options}).eval()
+    ir, vis = clip(n=11)
+    ring = TemporalRing(model, model.window)
+    with torch.inference_mode():
+        for t in range(11):
+            out, _ = ring.push(ir[:, :, t], vis[:, :, t])
+            lo = max(0, t + 1 - model.window)
+            ref = model(ir[:, :, lo:t + 1], vis[:, :, lo:t + 1])[:, :, -1]
+            torch.testing.assert_close(out, ref, atol=1e-5, rtol=0)
+
+
 def frames(h=48, w=64, seed=1):
     r = np.random.default_rng(seed)
     ir8 = r.integers(0, 256, (h, w), dtype=np.uint8)
