@@ -175,6 +175,8 @@ class FusionNode(ManagedNode):
         _validate(values)
         self._runtime.values = dict(values)
         self._apply_node_values(values)
+        with self._cv:
+            self._engine_update = {}  # the engine is built from the current values
         # "auto": the engine's rule (FTPFusion when its checkpoint ships, else the classical fallback),
         # resolved here so that the log and the status name the model actually run
         engine_values = {s.name: values[s.name] for s in ENGINE_SETTINGS}
