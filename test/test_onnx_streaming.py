@@ -107,6 +107,10 @@ def test_backend_errors_are_clear(exported, tmp_path, capsys):
         FusionEngine(EngineConfig(device="cpu", backend="onnxruntime", onnx_dir=str(folder), lookahead=1))
     with pytest.raises(BackendError, match="rings of 1..3"):
         FusionEngine(EngineConfig(device="cpu", backend="onnxruntime", onnx_dir=str(folder), window=5))
+    with pytest.raises(ValueError, match="are ftpfusion's"):
+        FusionEngine(EngineConfig(model="rpfnet", device="cpu", backend="onnxruntime", onnx_dir=str(folder)))
+    with pytest.raises(ValueError, match="inside the exported graphs"):
+        FusionEngine(EngineConfig(device="cpu", backend="onnxruntime", onnx_dir=str(folder), checkpoint="x.pt"))
     with pytest.raises(ValueError, match="backend must be"):
         FusionEngine(EngineConfig(device="cpu", backend="tensorflow"))
     code = main(["fuse", "--ir", str(tmp_path), "--vis", str(tmp_path), "--out", str(tmp_path / "o"),

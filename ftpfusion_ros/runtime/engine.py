@@ -113,8 +113,14 @@ class FusionEngine:
 
             if model is not None:
                 raise ValueError("backend onnxruntime runs exported graphs, not a given model")
+            if cfg.checkpoint:
+                raise ValueError("backend onnxruntime: the weights are inside the exported graphs; give no "
+                                 "checkpoint (export again with --checkpoint to change them)")
             self.ring = OnnxStreamRing(cfg.onnx_dir, self.device, cfg.window, cfg.lookahead,
                                        fp16=self.dtype == torch.float16)
+            requested = (config.model if config else "") or "auto"
+            if requested != "auto" and requested != self.ring.model_name:
+                raise ValueError(f"model {requested!r}: the graphs in {cfg.onnx_dir} are {self.ring.model_name}'s")
             cfg.model = self.ring.model_name
             self.size_multiple = self.ring.size_multiple
         else:
