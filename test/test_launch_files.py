@@ -301,3 +301,40 @@ def test_package_xml_declares_every_run_dependency() -> None:
     assert "ament_cmake_pytest" in tests
     cmake = (REPO / "CMakeLists.txt").read_text()
     assert "ament_add_pytest_test(ftpfusion_ros_pytest" in cmake and "if(BUILD_TESTING)" in cmake
+
+
+def test_launch_with_autostart_false_leaves_the_managed_nodes_unconfigured(tmp_path: Path) -> None:
+    """autostart:=false: the nodes wait, unconfigured, for a lifecycle manager; the standard services
+    then configure and activate them."""
+    pytest.importorskip("launch_ros")
+    from lifecycle_msgs.msg import State, Transition
+
+    from test_ros_lifecycle import _state, _transition
+
+    probe = Probe()
+    log = tmp_path / "launch.log"
+    proc = subprocess.Popen([sys.executable, "-c", _LAUNCH_RUNNER, "fusion.launch.py", "autostart:=false",
+                             "model:=average", "rviz:=false"], stdout=open(log, "w"), stderr=subprocess.STDOUT,
+                            env=ros_env.child_env(), cwd=tmp_path)
+    children: list[int] = []
+    try:
+        for node in ("/ftpfusion_fusion_node", "/ftpfusion_sync_node"):
+            assert _state(probe, node) == State.PRIMARY_STATE_UNCONFIGURED, log.read_text()[-2000:]
+        children = _children(proc.pid)
+        for node in ("/ftpfusion_fusion_node", "/ftpfusion_sync_node"):
+            assert _transition(probe, node, Transition.TRANSITION_CONFIGURE)
+            assert _transition(probe, node, Transition.TRANSITION_ACTIVATE)
+            assert _state(probe, node) == State.PRIMARY_STATE_ACTIVE
+    finally:
+        children = children or _children(proc.pid)
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            pass
+        stop(proc)
+        left = [pid for pid in children if Path(f"/proc/{pid}").exists()]
+        for pid in left:
+            os.kill(pid, signal.SIGKILL)
+        probe.close()
+    assert proc.returncode == 0 and not left, (proc.returncode, left, log.read_text()[-2000:])
