@@ -113,7 +113,7 @@ def main() -> int:
     from rclpy.executors import SingleThreadedExecutor
 
     frames = int(round(args.rate * args.duration))
-    fusion_params = {"model": args.model, "queue_size": args.queue_size, "cpu_threads": args.cpu_threads,
+    fusion_params = {"autostart": True, "model": args.model, "queue_size": args.queue_size, "cpu_threads": args.cpu_threads,
                      "diagnostics_period": 1.0, "publish_aligned": False, "seg.enabled": False}
     sim_params = {"width": width, "height": height, "rate": float(args.rate), "max_frames": frames,
                   "exit_when_done": True, "wait_for_subscribers": 30.0}
