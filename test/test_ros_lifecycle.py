@@ -298,3 +298,27 @@ def test_destroyed_and_half_built_nodes_leave_the_graph(probe: Probe) -> None:
         FusionNode(node_name=name, context=probe.context, parameter_overrides=[Parameter("model", value="no_such_model")])
     probe.spin_for(0.5)
     assert probe.spin_until(lambda: not on_graph(), 10.0)
+
+
+def test_cleanup_frees_the_model_and_the_ring(probe: Probe) -> None:
+    """After deactivate + cleanup nothing holds the model, the ring or the engine thread; a new configure
+    builds them again."""
+    import gc
+    import weakref
+
+    from ftpfusion_ros.ros.fusion_node import FusionNode
+
+    node = FusionNode(node_name="ftpfusion_cleanup_check", context=probe.context,
+                      parameter_overrides=[Parameter("model", value="average"), Parameter("diagnostics_period", value=0.0)])
+    try:
+        assert node.state_label == "active" and node.engine is not None
+        model, ring, worker = weakref.ref(node.engine.model), weakref.ref(node.engine.ring), node._worker
+        node.trigger_deactivate()
+        node.trigger_cleanup()
+        gc.collect()
+        assert node.state_label == "unconfigured" and node.engine is None
+        assert model() is None and ring() is None and not worker.is_alive()
+        node.trigger_configure()
+        assert node.state_label == "inactive" and node.engine is not None and node._worker.is_alive()
+    finally:
+        node.destroy_node()
