@@ -131,13 +131,7 @@ class FusionNode(ManagedNode):
         self._stop = False
         self._active = False
         self._engine_update: dict[str, Any] = {}  # run-time changes for the worker (next frame)
-        period = values["diagnostics_period"]
-        self._diag_timer = self.create_timer(period, self.publish_diagnostics) if period > 0 else None
-        if autostart:
-            self.start()
-        else:
-            self.get_logger().info("unconfigured: waiting for lifecycle transitions (ros2 lifecycle set "
-                                   f"{self.get_fully_qualified_name()} configure, then activate)")
+        self.finish_construction(values["diagnostics_period"], autostart)
 
     # -- settings ---------------------------------------------------------------------------------
     def _apply_node_values(self, v: dict[str, Any]) -> None:

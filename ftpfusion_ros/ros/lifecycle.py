@@ -60,6 +60,20 @@ class ManagedNode(LifecycleNode):
             exc = self._configure_exc
             raise exc if exc is not None else ConfigureError(f"{self.get_name()}: activate failed")
 
+    def finish_construction(self, diagnostics_period: float, autostart: bool) -> None:
+        """The end of both nodes' constructors: the diagnostics timer (period 0: none), then configure +
+        activate (autostart) or a log line saying how to do it."""
+        self._diag_timer = (self.create_timer(diagnostics_period, self.publish_diagnostics)
+                            if diagnostics_period > 0 else None)
+        if autostart:
+            self.start()
+        else:
+            self.get_logger().info("unconfigured: waiting for lifecycle transitions (ros2 lifecycle set "
+                                   f"{self.get_fully_qualified_name()} configure, then activate)")
+
+    def publish_diagnostics(self) -> None:
+        raise NotImplementedError
+
     # -- transitions ---------------------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._configure_exc = None

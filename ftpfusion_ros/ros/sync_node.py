@@ -119,13 +119,7 @@ class SyncNode(ManagedNode):
         self._pair_pub = None
         self._reset_counters()
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        period = values["diagnostics_period"]
-        self._diag_timer = self.create_timer(period, self.publish_diagnostics) if period > 0 else None
-        if autostart:
-            self.start()
-        else:
-            self.get_logger().info("unconfigured: waiting for lifecycle transitions (ros2 lifecycle set "
-                                   f"{self.get_fully_qualified_name()} configure, then activate)")
+        self.finish_construction(values["diagnostics_period"], autostart)
 
     # -- settings ---------------------------------------------------------------------------------
     def _apply_values(self, v: dict[str, Any]) -> None:
