@@ -50,7 +50,12 @@ class FrequencyCheck:
 
     def __init__(self, what: str, min_hz: float = 0.0, max_hz: float = 0.0, tolerance: float = 0.1) -> None:
         self.what = what
-        self.min_hz, self.max_hz, self.tolerance = float(min_hz), float(max_hz), float(tolerance)
+        self.tolerance = float(tolerance)
+        self.set_bounds(min_hz, max_hz)
+
+    def set_bounds(self, min_hz: float, max_hz: float) -> None:
+        """New bounds (a run-time parameter change)."""
+        self.min_hz, self.max_hz = float(min_hz), float(max_hz)
 
     def status(self, rate_hz: float, events: int) -> tuple[int, str]:
         if self.min_hz > 0 and events == 0:
@@ -70,8 +75,12 @@ class StampAgeCheck:
 
     def __init__(self, what: str, min_age: float = -1.0, max_age: float = 5.0) -> None:
         self.what = what
-        self.min_age, self.max_age = float(min_age), float(max_age)
+        self.set_bounds(min_age, max_age)
         self.reset()
+
+    def set_bounds(self, min_age: float, max_age: float) -> None:
+        """New bounds (a run-time parameter change); the ages recorded in this period are kept."""
+        self.min_age, self.max_age = float(min_age), float(max_age)
 
     def reset(self) -> None:
         self.count = 0

@@ -117,6 +117,7 @@ class FusionNode(ManagedNode):
         self._frame_pair_type, self._status_type = load_interfaces()
         self._pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)  # in every state
         self._runtime = RuntimeParameters(self, SETTINGS, values, self._on_runtime_change, _validate)
+        self._rate_check, self._age_check = FrequencyCheck("fused output"), StampAgeCheck("input stamps")
         self._apply_node_values(values)
         self._reset_counters()
         self.engine: FusionEngine | None = None
@@ -143,12 +144,8 @@ class FusionNode(ManagedNode):
         self.flicker_warn = v["flicker_warn"]
         self.reset_after_errors = v["reset_after_errors"]
         self.time_jump = v["time_jump_reset"]
-        self._rate_check = FrequencyCheck("fused output", v["expected_rate.min_hz"], v["expected_rate.max_hz"])
-        old = getattr(self, "_age_check", None)
-        self._age_check = StampAgeCheck("input stamps", v["stamp_age.min"], v["stamp_age.max"])
-        if old is not None:
-            self._age_check.__dict__.update({k: val for k, val in old.__dict__.items()
-                                             if k not in ("min_age", "max_age", "what")})
+        self._rate_check.set_bounds(v["expected_rate.min_hz"], v["expected_rate.max_hz"])
+        self._age_check.set_bounds(v["stamp_age.min"], v["stamp_age.max"])
 
     def _on_runtime_change(self, changed: dict[str, Any]) -> None:
         """Accepted run-time changes (set-parameters callback): node values at once, the engine's and the

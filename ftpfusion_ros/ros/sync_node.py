@@ -108,6 +108,8 @@ class SyncNode(ManagedNode):
         autostart = self._declare_autostart(autostart)
         self._on_pair = on_pair
         self._runtime = RuntimeParameters(self, settings, values, self._on_runtime_change)
+        self._rate_checks = tuple(FrequencyCheck(f"{name} camera") for name in CAMERA_NAMES)
+        self._age_checks = tuple(StampAgeCheck(f"{name} stamps") for name in CAMERA_NAMES)
         self._apply_values(values)
         self.pairing = values["pairing"]
         self.transports = (values["ir_transport"], values["visible_transport"])
@@ -128,11 +130,10 @@ class SyncNode(ManagedNode):
         self.max_ir_age = v["max_ir_age"]
         self.silence_timeout = v["silence_timeout"]
         self.time_jump = v["time_jump_reset"]
-        self._rate_checks = tuple(FrequencyCheck(f"{name} camera", v[f"expected_rate.{cam}_min_hz"],
-                                                 v[f"expected_rate.{cam}_max_hz"])
-                                  for cam, name in (("ir", "IR"), ("visible", "visible")))
-        self._age_checks = tuple(StampAgeCheck(f"{name} stamps", v["stamp_age.min"], v["stamp_age.max"])
-                                 for name in CAMERA_NAMES)
+        for check, cam in zip(self._rate_checks, ("ir", "visible")):
+            check.set_bounds(v[f"expected_rate.{cam}_min_hz"], v[f"expected_rate.{cam}_max_hz"])
+        for check in self._age_checks:
+            check.set_bounds(v["stamp_age.min"], v["stamp_age.max"])
 
     def _on_runtime_change(self, changed: dict[str, Any]) -> None:
         """Accepted run-time changes: the pairing policy takes slop / queue_size / max_ir_age with the next
