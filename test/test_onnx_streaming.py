@@ -157,3 +157,10 @@ def test_bench_with_backend_onnxruntime(exported):
     assert res["backend"] == "onnxruntime" and res["providers"][-1] == "CPUExecutionProvider"
     assert {"pre", "encode", "fuse", "post", "total"} <= set(res["stages_ms_p50"])
     assert res["params"] is None and res["frames"] == 3
+
+
+def test_streaming_export_refuses_a_model_without_the_frame_ring(tmp_path):
+    """The streaming split is FTPFusion's; a frame-wise or classical model is told to export its clip
+    forward instead (now that every model has a trim_caches, the check names the model class)."""
+    with pytest.raises(ValueError, match="streaming export is for FTPFusion"):
+        export_streaming(build_model("laplacian"), tmp_path, W, H)

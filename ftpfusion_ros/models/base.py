@@ -49,6 +49,12 @@ class FusionModel(nn.Module):
     def fuse_window(self, cache: Sequence[FrameCache], targets: Sequence[int]) -> torch.Tensor:
         raise NotImplementedError
 
+    def trim_caches(self, cache: Sequence[FrameCache], first_target: int, n_t: int) -> list[FrameCache]:
+        """The window's caches without what no later :meth:`fuse_window` reads (the ring calls this after
+        every step): ``first_target`` is the oldest position still to be fused, ``n_t`` the shortest window
+        a later fusion sees. Default: everything is kept."""
+        return list(cache)
+
     def forward(self, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
         _check_clip(ir, vis)
         cache = [self.encode_frame(ir[:, :, t], vis[:, :, t]) for t in range(ir.shape[2])]

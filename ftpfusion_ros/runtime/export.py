@@ -200,7 +200,9 @@ def export_streaming(model: FusionModel, out_dir: str | Path, width: int, height
         import onnxscript  # noqa: F401
     except ImportError as exc:
         raise RuntimeError("ONNX export needs the 'onnx' and 'onnxscript' packages") from exc
-    if not hasattr(model, "trim_caches"):
+    from ..models.ftpfusion import FTPFusion
+
+    if not isinstance(model, FTPFusion):
         raise ValueError(f"streaming export is for FTPFusion's frame ring; {model.name!r} has none "
                          "(export its clip forward with --format onnx)")
     m = model.size_multiple

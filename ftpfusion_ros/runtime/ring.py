@@ -60,17 +60,14 @@ class TemporalRing:
         return out
 
     def _trim(self) -> None:
-        """Let the model drop what no later fusion reads from the cached frames (``trim_caches``, when the
-        model has it): e.g. FTPFusion keeps network features only for the frames its network still reads
-        and, for the rest of the ring, the stabiliser's per-frame statistics."""
-        trim = getattr(self.model, "trim_caches", None)
-        if trim is None:
-            return
+        """Let the model drop what no later fusion reads from the cached frames (``trim_caches``): e.g.
+        FTPFusion keeps network features only for the frames its network still reads and, for the rest of
+        the ring, the stabiliser's per-frame statistics."""
         n = len(self._entries)
         # the oldest frame still to be output; with none pending, the next target needs the next push
         first = n - self._pending
         n_t = n + 1 if self._pending == 0 else n
-        for entry, cache in zip(self._entries, trim([e.cache for e in self._entries], first, n_t)):
+        for entry, cache in zip(self._entries, self.model.trim_caches([e.cache for e in self._entries], first, n_t)):
             entry.cache = cache
 
     def flush(self) -> list[tuple[torch.Tensor, Any]]:
