@@ -9,7 +9,7 @@ from ..runtime import settings
 DEFAULT_MODEL = "auto"
 #: engine settings whose flags have a form of their own here (a default per command, a repeatable
 #: KEY=VALUE, a shorter name); every other CLI setting of the schema becomes --<name> automatically
-CLI_OWN_FORM = {"model", "model_options", "registration_file", "backend", "onnx_dir"}
+CLI_OWN_FORM = {"model", "model_options", "registration_file"}
 
 
 #: largest side accepted by --size: beyond any camera this package serves, and frames of 100000x100000
@@ -35,8 +35,9 @@ def add_engine_arguments(parser: argparse.ArgumentParser, default_model: str = D
     g.add_argument("--model", default=default_model,
                    help=f"model name (default: {default_model} = ftpfusion with its packaged checkpoint, "
                         "else the laplacian baseline)")
-    # --checkpoint, --device, --precision, --window, --lookahead, --allow-untrained and the thermal gain
-    # control (--agc-*) come from the engine settings schema (runtime/settings.py), as the node's parameters
+    # --checkpoint, --device, --precision, --window, --lookahead, --allow-untrained, --backend, --onnx-dir
+    # and the thermal gain control (--agc-*) come from the engine settings schema (runtime/settings.py), as
+    # the node's parameters
     settings.add_arguments(g, exclude=CLI_OWN_FORM)
     g.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
                    help="model config key over the checkpoint's, repeatable or comma-separated "
@@ -44,11 +45,6 @@ def add_engine_arguments(parser: argparse.ArgumentParser, default_model: str = D
     g.add_argument("--registration", metavar="FILE",
                    help="IR->visible registration YAML written by `ftpfusion calibrate` (key homography: 3x3, "
                         "IR pixel -> visible pixel); default: none (IR resized onto the visible frame)")
-    g.add_argument("--backend", default="pytorch", choices=("pytorch", "onnxruntime"),
-                   help="pytorch (default) | onnxruntime: the graphs of `ftpfusion export --streaming` in --onnx-dir "
-                        "(TensorRT/CUDA execution providers when present, else CPU; causal only)")
-    g.add_argument("--onnx-dir", metavar="DIR", help="folder written by `ftpfusion export --streaming` "
-                                                     "(for --backend onnxruntime)")
 
 
 def engine_config(args: argparse.Namespace, **overrides) -> EngineConfig:
@@ -56,8 +52,7 @@ def engine_config(args: argparse.Namespace, **overrides) -> EngineConfig:
     ValueError naming the flag); ``overrides`` are set on it afterwards."""
     values = settings.values_from_args(args, exclude=CLI_OWN_FORM)
     values.update(model=args.model, registration_file=getattr(args, "registration", None) or "")
-    cfg = settings.engine_config(values, model_options=parse_model_options(args.model_option),
-                                 backend=getattr(args, "backend", "pytorch"), onnx_dir=getattr(args, "onnx_dir", None))
+    cfg = settings.engine_config(values, model_options=parse_model_options(args.model_option))
     for key, value in overrides.items():
         setattr(cfg, key, value)
     return cfg

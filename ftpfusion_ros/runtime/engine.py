@@ -33,6 +33,9 @@ FLAGSHIP_MODEL = "ftpfusion"
 #: Qabf, temporal stability (BiSWE, flicker) and CPU speed on M3SVD (docs/evaluation.md)
 FALLBACK_MODEL = "laplacian"
 
+#: how the engine runs the model: PyTorch, or the graphs of `ftpfusion export --streaming` in ONNX Runtime
+BACKENDS = ("pytorch", "onnxruntime")
+
 #: relative aspect-ratio difference tolerated when resizing IR onto the visible frame without a homography
 ASPECT_TOLERANCE = 0.02
 
@@ -105,8 +108,8 @@ class FusionEngine:
         self.config = cfg
         self.device = resolve_device(cfg.device)
         self.dtype = resolve_dtype(cfg.precision, self.device)
-        if cfg.backend not in ("pytorch", "onnxruntime"):
-            raise ValueError(f"backend must be pytorch or onnxruntime, got {cfg.backend!r}")
+        if cfg.backend not in BACKENDS:
+            raise ValueError(f"backend must be {' or '.join(BACKENDS)}, got {cfg.backend!r}")
         self.model: FusionModel | None = None
         if cfg.backend == "onnxruntime":  # the exported streaming graphs; no PyTorch model is loaded
             from .onnx_backend import OnnxStreamRing

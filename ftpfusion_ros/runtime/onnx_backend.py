@@ -22,9 +22,6 @@ from .encodings import InputError
 from .export import MANIFEST, STREAMING_FORMAT, STREAMING_VERSION, fusion_input_name, flatten_cache, unflatten_cache
 from .ring import RingEntry
 
-BACKENDS = ("pytorch", "onnxruntime")
-
-
 class BackendError(RuntimeError):
     """The ONNX Runtime backend cannot start (package missing, folder or manifest wrong)."""
 

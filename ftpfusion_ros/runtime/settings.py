@@ -115,6 +115,7 @@ def check(setting: Setting, value: Any, prefix: str = "") -> Any:
 def _engine_settings() -> tuple[Setting, ...]:
     from .agc import AGC_MODES, IR_UNITS, WINDOW_UNITS, AGCConfig
     from .device import PRECISIONS
+    from .engine import BACKENDS
     from .seg_output import IMAGENET_MEAN, IMAGENET_STD, SEG_FORMATS
 
     agc = AGCConfig()
@@ -136,7 +137,7 @@ def _engine_settings() -> tuple[Setting, ...]:
         S("allow_untrained", "bool", False, "run a learned model with random weights (smoke tests)"),
         S("backend", "str", "pytorch", "pytorch | onnxruntime (the graphs of `ftpfusion export --streaming` in "
           "onnx_dir; TensorRT/CUDA execution providers when present, else CPU; causal only)",
-          choices=("pytorch", "onnxruntime")),
+          choices=BACKENDS),
         S("onnx_dir", "str", "", "backend onnxruntime: the folder written by `ftpfusion export --streaming`"),
         # thermal gain control: safe to change while running (the next frame uses the new window)
         S("agc.mode", "str", agc.mode, "thermal gain control: percentile (smoothed robust percentiles) | "
