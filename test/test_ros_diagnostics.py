@@ -111,3 +111,18 @@ def test_nodes_report_rate_bounds_and_old_stamps() -> None:
         assert probe.spin_until(lambda: says("fusion", OK, "fusing at") and says("synchronizer", OK, "pairing at"), 5)
     finally:
         probe.close()
+
+
+def test_new_bounds_keep_the_period_recorded_so_far() -> None:
+    """A run-time change of the bounds (set_bounds) applies from the next stamp and keeps what the current
+    period recorded, in both nodes alike."""
+    check = StampAgeCheck("stamps", -1.0, 5.0)
+    check.add(7.0)                       # too old under the first bounds
+    check.set_bounds(-1.0, 10.0)
+    check.add(8.0)                       # fine under the new ones
+    values: dict = {}
+    level, message = check.report(values, "ir")
+    assert (level, values["ir_stamps_too_old"], values["ir_age_max_s"]) == (WARN, 1, 8.0)
+    rate = FrequencyCheck("camera", 10.0, 0.0)
+    rate.set_bounds(0.0, 0.0)
+    assert rate.status(0.0, 0) == (OK, "")
