@@ -64,7 +64,6 @@ class Rig:
         self.pub = self.probe.node.create_publisher(FramePair, "frame_pair", QoSProfile(depth=100))
         self.fused = self.probe.collect(Image, "fused/image", depth=200)
         self.diags = self.probe.collect(DiagnosticArray, "/diagnostics", depth=200)
-        self.params = self.probe.node.create_client(SetParameters, "/ftpfusion_fusion_node/set_parameters")
         self.rng = np.random.default_rng(11)
         self.stamp = T0
         assert self.probe.spin_until(lambda: self.pub.get_subscription_count() > 0, 10), "node not subscribed"
@@ -190,11 +189,8 @@ def _silence(rig: Rig) -> int:
 
 def _set_param(name: str, value) -> Callable[[Rig], int]:
     def send(rig: Rig) -> int:
-        assert rig.params.wait_for_service(timeout_sec=5.0)
-        future = rig.params.call_async(SetParameters.Request(
-            parameters=[ParameterMsg(name=name, value=Parameter(name, value=value).get_parameter_value())]))
-        assert rig.wait(future.done, 10.0), "set_parameters not answered"
-        rig.param_result = future.result().results[0]
+        rig.param_result = rig.probe.call(SetParameters, "/ftpfusion_fusion_node/set_parameters", SetParameters.Request(
+            parameters=[ParameterMsg(name=name, value=Parameter(name, value=value).get_parameter_value())])).results[0]
         return 0
     return send
 
