@@ -398,7 +398,7 @@ def test_causal_training_targets_are_what_the_streaming_ring_outputs():
         stream = [ring.push(ir[:, :, t], vis[:, :, t])[0] for t in range(6)]
         fused, aux = model.forward_train(ir, vis)
     assert fused.shape == (1, 3, 2, 32, 48)
-    assert set(aux) == {"ir", "vis", "base", "y", "shift"} and aux["shift"].shape == (1, 1, 2)
+    assert set(aux) == {"ir", "vis", "base", "y", "anchor", "shift"} and aux["shift"].shape == (1, 1, 2)
     torch.testing.assert_close(fused[:, :, 0], stream[4], atol=1e-5, rtol=0)
     torch.testing.assert_close(fused[:, :, 1], stream[5], atol=1e-5, rtol=0)
     base = build_model("ftpfusion", {**SMALL, "window": 4, "net_window": 3, "refine": False}).eval()
@@ -473,3 +473,37 @@ def test_laplacian_base_is_filtered_by_the_stabiliser_and_refined_like_the_other
     assert (want - fuse_base(ir[:, :, 0], rgb_to_y(vis[:, :, 0]), "max")).abs().max() > 0.05
     with pytest.raises(ValueError, match="base_fusion"):
         build_model("ftpfusion", {**SMALL, "base_fusion": "median"})
+
+
+def test_gate_base_chooses_per_pixel_between_two_stabilised_bases():
+    """gate_base: max over a laplacian base. Gate closed: the weight-free laplacian base (refine=false);
+    gate open: the stabiliser's second channel, the max fusion filtered with the base's shifts; without
+    the stabiliser, the per-frame max fusion. 'anchor' is the base after the gate."""
+    from ftpfusion_ros.nn.colour import rgb_to_y
+
+    torch.manual_seed(0)
+    ir, vis = clip(1, 5, 32, 48, seed=6)
+    opts = {**SMALL, "base_fusion": "laplacian", "gate_base": "max"}
+    for stabiliser in (True, False):
+        on = build_model("ftpfusion", {**opts, "stabiliser": stabiliser}).eval()
+        off = build_model("ftpfusion", {**opts, "stabiliser": stabiliser, "refine": False}).eval()
+        with torch.no_grad():
+            for p in (on.decoder.head.weight, on.decoder.head.bias, on.decoder.guide.weight, on.decoder.guide.bias,
+                      on.decoder.gate.weight):
+                p.zero_()
+            cache = [on.encode_frame(ir[:, :, t], vis[:, :, t]) for t in range(5)]
+            on.decoder.gate.bias.fill_(-40.0)
+            closed = on._fuse(cache, [4])
+            torch.testing.assert_close(closed["rgb"], off(ir, vis)[:, :, 4], atol=1e-6, rtol=0)
+            torch.testing.assert_close(closed["anchor"], closed["base"], atol=1e-6, rtol=0)
+            on.decoder.gate.bias.fill_(40.0)
+            opened = on._fuse(cache, [4])
+            if stabiliser:
+                second = on._base(cache, [4])[0][:, 1:2]
+            else:
+                second = torch.maximum(ir[:, :, 4], rgb_to_y(vis[:, :, 4]))
+            torch.testing.assert_close(opened["anchor"], second, atol=1e-6, rtol=0)
+            assert (opened["anchor"] - closed["anchor"]).abs().max() > 0.05
+    assert on.stabiliser is None and off.gate_base == "max"
+    with pytest.raises(ValueError, match="gate_base"):
+        build_model("ftpfusion", {**SMALL, "gate_base": "median"})

@@ -205,3 +205,22 @@ def test_temporal_term_is_zero_for_a_residual_that_moves_with_the_scene_and_posi
     assert float(zero) == pytest.approx(0.0, abs=1e-7) and float(more) > 1e-3 and "temporal" in terms
     with pytest.raises(ValueError, match="base"):
         loss(steady[:, :1], steady, steady, {})
+
+
+def test_base_term_can_hold_the_gated_base_instead_of_the_stabilised_one():
+    """base_target: anchor (FTPFusion's base after its gate): an output whose luminance is the anchor has no
+    base term, while against the stabilised base the same output has one; missing or unknown is refused."""
+    g = torch.Generator().manual_seed(0)
+    ir = torch.rand(1, 1, 2, 32, 40, generator=g)
+    vis = torch.rand(1, 3, 2, 32, 40, generator=g)
+    anchor = gaussian_blur(torch.rand(1, 1, 2, 32, 40, generator=g).flatten(0, 2).unsqueeze(1), 9, 2.0)
+    anchor = anchor.view(1, 1, 2, 32, 40).clamp(0.05, 0.95)
+    fused = anchor.expand(-1, 3, -1, -1, -1).clone()  # grey: luminance == anchor
+    aux = {"base": anchor * 0.5, "anchor": anchor}
+    terms = {t: FTPFusionLoss(intensity=0, gradient=0, colour=0, otc=0, base=1.0, base_target=t)(ir, vis, fused, aux)[1]
+             for t in ("base", "anchor")}
+    assert terms["anchor"]["base"] < 1e-5 < 0.05 < terms["base"]["base"]
+    with pytest.raises(ValueError, match="base"):
+        FTPFusionLoss(base=1.0, base_target="anchor")(ir, vis, fused, {"base": anchor})
+    with pytest.raises(ValueError, match="base_target"):
+        FTPFusionLoss(base_target="gated")

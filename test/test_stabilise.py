@@ -115,3 +115,23 @@ def test_training_targets_are_the_deflickered_sources():
     torch.testing.assert_close(aux["ir"], ir, atol=1e-5, rtol=0)
     off = build_model("ftpfusion", {"channels": [8, 16, 32], "stabiliser": False, "train_targets": "clip"}).train()
     assert off.forward_train(ir, vis)[1] == {}
+
+
+def test_a_second_base_is_filtered_with_the_first_bases_shifts():
+    """also=("max",): channel 0 is exactly the single-base output; channel 1 is the max fusion filtered with
+    the shifts of the laplacian base's spectra (what a max stabiliser gives when handed those spectra)."""
+    bg = _texture(seed=2)
+    irs = [_shifted(bg * 0.8, dx, dy) for dx, dy in [(0.0, 0.0), (0.5, -0.3), (-0.4, 0.2), (0.3, 0.4), (-0.2, -0.5)]]
+    ys = [_shifted(_texture(seed=3), dx, dy) for dx, dy in [(0.0, 0.0), (0.5, -0.3), (-0.4, 0.2), (0.3, 0.4), (-0.2, -0.5)]]
+    both = TemporalStabiliser(sigma=0.05, neighbour_weight=1.0, radius=4, base="laplacian", also=("max",))
+    one = TemporalStabiliser(sigma=0.05, neighbour_weight=1.0, radius=4, base="laplacian")
+    entries = [both.frame_stats(i, y) for i, y in zip(irs, ys)]
+    out, gain = both(irs, ys, entries, [3, 4])
+    assert out.shape == (2, 2, 96, 128)
+    ref, ref_gain = one(irs, ys, entries, [3, 4])
+    torch.testing.assert_close(out[:, :1], ref, atol=0, rtol=0)
+    torch.testing.assert_close(gain, ref_gain, atol=0, rtol=0)
+    max_out, _ = TemporalStabiliser(sigma=0.05, neighbour_weight=1.0, radius=4, base="max")(irs, ys, entries, [3, 4])
+    torch.testing.assert_close(out[:, 1:], max_out, atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="stabiliser base"):
+        TemporalStabiliser(also=("median",))

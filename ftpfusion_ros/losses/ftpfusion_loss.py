@@ -8,7 +8,9 @@ Paper terms:
   otc      : offset-aware temporal consistency on low frequencies (:mod:`.otc`)
 Node-matched terms (need the aux outputs of FTPFusion's causal ``forward_train``):
   base     : L1(G * Y_F, G * base): the low frequencies stay those of the stabilised base (G: Gaussian
-             low-pass), so the network refines detail and cannot bring back flicker or shift brightness
+             low-pass), so the network refines detail and cannot bring back flicker or shift brightness;
+             with ``base_target: anchor``, of the base after the model's gate (FTPFusion's ``gate_base``
+             choosing per pixel between two stabilised bases: the choice is free, the residual is held)
   detail   : multi-scale signed-gradient L1 to the choose-max-abs gradients of the two sources
              (:func:`.common.detail_loss`): what the base loses
   edge     : 1 - differentiable Qabf of the output against the two sources (:func:`.common.edge_transfer`):
@@ -40,8 +42,11 @@ class FTPFusionLoss(nn.Module):
     def __init__(self, intensity: float = 1.0, gradient: float = 2.0, colour: float = 1.0, otc: float = 0.5,
                  base: float = 0.0, detail: float = 0.0, edge: float = 0.0, temporal: float = 0.0,
                  otc_options: dict[str, Any] | None = None, base_sigma: float = 2.0, detail_scales: int = 3,
-                 temporal_sigma: float = 0.03) -> None:
+                 temporal_sigma: float = 0.03, base_target: str = "base") -> None:
         super().__init__()
+        if base_target not in ("base", "anchor"):
+            raise ValueError(f"loss base_target must be 'base' or 'anchor', got {base_target!r}")
+        self.base_target = base_target
         values = dict(intensity=intensity, gradient=gradient, colour=colour, otc=otc, base=base, detail=detail,
                       edge=edge, temporal=temporal)
         if base_sigma <= 0 or temporal_sigma <= 0 or int(detail_scales) < 1:
@@ -63,6 +68,8 @@ class FTPFusionLoss(nn.Module):
         if "ir" in aux and "vis" in aux:
             ir, vis = aux["ir"], aux["vis"]
         needs_base = [k for k in ("base", "temporal") if self.weights[k] > 0 and "base" not in aux]
+        if self.weights["base"] > 0 and self.base_target not in aux:
+            needs_base.append("base")
         if needs_base:
             raise ValueError(f"loss terms {needs_base} need the model's base (FTPFusion with train_targets: causal)")
         # Losses in fp32 even when the model ran under autocast.
@@ -78,7 +85,7 @@ class FTPFusionLoss(nn.Module):
         terms["colour"] = (chroma(fused_f) - chroma(vis_f)).abs().mean()
         if self.weights["base"] > 0:
             size = 4 * int(round(self.base_sigma)) + 1
-            base_f = flatten_clip(aux["base"].float())
+            base_f = flatten_clip(aux[self.base_target].float())
             terms["base"] = (gaussian_blur(y_f, size, self.base_sigma)
                              - gaussian_blur(base_f, size, self.base_sigma)).abs().mean()
         if self.weights["detail"] > 0:

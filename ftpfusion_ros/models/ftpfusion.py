@@ -283,7 +283,8 @@ class FTPFusion(FusionModel):
     learned = True
     temporal = True
     # switches added in 0.2 whose default changes the weights' layout or the input the network sees
-    legacy_config = {"encoder_norm": False, "guided_head": False, "sharpen_gate": False, "train_targets": "clip"}
+    legacy_config = {"encoder_norm": False, "guided_head": False, "sharpen_gate": False, "train_targets": "clip",
+                     "gate_base": "frame"}
 
     def __init__(
         self,
@@ -323,6 +324,7 @@ class FTPFusion(FusionModel):
         guided_head: bool = True,
         sharpen_gate: bool = True,
         gate_init: float = -2.0,
+        gate_base: str = "frame",
         train_targets: str = "causal",
         train_last: int = 2,
     ) -> None:
@@ -340,6 +342,8 @@ class FTPFusion(FusionModel):
                           ("guided_head", guided_head), ("sharpen_gate", sharpen_gate)):
             if not isinstance(flag, bool):
                 raise ValueError(f"{key} must be true or false, got {flag!r}")
+        if gate_base != "frame" and gate_base not in BASE_MODES:
+            raise ValueError(f"gate_base must be 'frame' or one of {BASE_MODES}, got {gate_base!r}")
         if train_targets not in ("causal", "clip"):
             raise ValueError(f"train_targets must be 'causal' or 'clip', got {train_targets!r}")
         if train_last < 1:
@@ -379,8 +383,12 @@ class FTPFusion(FusionModel):
         self.decoder = Decoder(channels, stem_factor, head_init_std, guided_head,
                                float(gate_init) if sharpen_gate else None)
         self.sharpen_gate = sharpen_gate
+        #: what the gate brings back over the base: "frame" (the target frame's own unfiltered base fusion)
+        #: or a second fusion mode, stabilised like the base (a per-pixel choice between two steady bases)
+        self.gate_base = gate_base
+        second = (gate_base,) if sharpen_gate and refine and gate_base != "frame" else ()
         self.stabiliser = (TemporalStabiliser(stab_sigma, stab_neighbour_weight, stab_radius, stab_max_shift,
-                                              stab_downsample, base_fusion) if stabiliser else None)
+                                              stab_downsample, base_fusion, second) if stabiliser else None)
         # RGB change per unit CbCr change in the project's BT.601 convention (ycbcr_to_rgb is linear)
         basis = torch.tensor([[0.0, 0.5, 0.5], [0.0, 1.5, 0.5], [0.0, 0.5, 1.5]]).view(3, 3, 1, 1)
         rgb = ycbcr_to_rgb(basis)[..., 0, 0]
@@ -451,8 +459,10 @@ class FTPFusion(FusionModel):
         """Targets fused from the window, target-major (len(targets) * B, ...): 'rgb' (output, padded size),
         'base' (the base luminance the network refines), 'gain' (the targets' de-flicker gain/offset,
         (a_ir, b_ir, a_vis, b_vis)), 'y' (the output luminance before colour and clamping), 'ir' and 'vis'
-        (the targets' sources de-flickered with that gain)."""
-        base, gain = self._base(cache, targets)
+        (the targets' sources de-flickered with that gain), 'anchor' (the base after the gate: what the
+        residual refines)."""
+        bases, gain = self._base(cache, targets)
+        base = bases[:, :1]
         g = gain.to(base.dtype).view(-1, 4, 1, 1)
         ir = apply_gain(torch.cat([cache[t]["ir"] for t in targets], 0).to(base.dtype), g[:, 0:1], g[:, 1:2])
         vis = torch.cat([cache[t]["vis"] for t in targets], 0)
@@ -466,12 +476,13 @@ class FTPFusion(FusionModel):
                 # per pixel, how much of the target frame's own (de-flickered, unfiltered) base fusion comes
                 # back over the temporally filtered one: edges the filter softened, not the noise it removed
                 w = torch.sigmoid(res[:, 3:4].float()).to(base.dtype)
-                refined = base + w * (fuse_base(ir, y_vis_b, self.base_fusion) - base)
+                other = fuse_base(ir, y_vis_b, self.base_fusion) if bases.shape[1] == 1 else bases[:, 1:2]
+                refined = base + w * (other - base)
             res = res[:, :3]
         else:  # the weight-free base alone (refine=false): same stabiliser, same colour path
             res = torch.zeros_like(vis)
         rgb, y = self._compose(refined, vis, res, y_vis)
-        return {"rgb": rgb, "base": base, "gain": gain, "y": y, "ir": ir, "vis": vis}
+        return {"rgb": rgb, "base": base, "gain": gain, "y": y, "ir": ir, "vis": vis, "anchor": refined}
 
     def _compose(self, base: torch.Tensor, vis: torch.Tensor, res: torch.Tensor,
                  y_vis: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -490,14 +501,17 @@ class FTPFusion(FusionModel):
 
     def _base(self, cache: Sequence[dict[str, Any]], targets: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """The base luminance of the targets (window-stabilised with the stabiliser, else the per-frame
-        max/mean) and their de-flicker gain/offset (identity without the stabiliser)."""
+        fusion; with a second ``gate_base`` fusion as a second channel) and their de-flicker gain/offset
+        (identity without the stabiliser)."""
         if self.stabiliser is not None:
             # frames trimmed by trim_caches hold only their statistics (None maps): the stabiliser reads
             # the maps of the frames within its radius of a target only
             return self.stabiliser([fr.get("ir") for fr in cache], [fr.get("y_vis") for fr in cache],
                                    [fr["stab"] for fr in cache], targets)
         ir = torch.cat([cache[t]["ir"] for t in targets], 0)
-        base = fuse_base(ir, torch.cat([cache[t]["y_vis"] for t in targets], 0), self.base_fusion)
+        y_vis = torch.cat([cache[t]["y_vis"] for t in targets], 0)
+        modes = (self.base_fusion,) if self.gate_base == "frame" else (self.base_fusion, self.gate_base)
+        base = torch.cat([fuse_base(ir, y_vis, mode) for mode in modes], 1)
         gain = torch.tensor([1.0, 0.0, 1.0, 0.0], device=ir.device).expand(base.shape[0], 4)
         return base, gain
 
@@ -538,7 +552,7 @@ class FTPFusion(FusionModel):
         same length: 'ir', 'vis' (the targets' sources de-flickered as the model uses them), 'base'
         (the base the network refines), 'y' (output luminance before colour), 'shift' (B, K-1, 2): the
         global shift between consecutive targets (``translate(prev, shift)`` aligns the previous target
-        onto the next). ``clip``: every frame of the clip from the whole clip, aux as 'ir', 'vis' only."""
+        onto the next), 'anchor' (the base after the gate). ``clip``: every frame of the clip from the whole clip, aux as 'ir', 'vis' only."""
         if self.train_targets == "clip":
             return self._forward_train_clip(ir, vis)
         n_t = ir.shape[2]
@@ -549,10 +563,10 @@ class FTPFusion(FusionModel):
         for t in range(n_t - k, n_t):
             lo = max(0, t + 1 - self.window)
             out = self._fuse(cache[lo:t + 1], [t - lo])
-            for key in ("rgb", "ir", "vis", "base", "y"):
+            for key in ("rgb", "ir", "vis", "base", "y", "anchor"):
                 parts.setdefault(key, []).append(out[key][..., :h, :w])
         clips = {key: torch.stack(v, 2) for key, v in parts.items()}
-        aux = {key: clips[key] for key in ("ir", "vis", "base", "y")}
+        aux = {key: clips[key] for key in ("ir", "vis", "base", "y", "anchor")}
         if k > 1 and self.stabiliser is not None:
             size = (cache[0]["ir"].shape[-2] // self.stabiliser.downsample,
                     cache[0]["ir"].shape[-1] // self.stabiliser.downsample)

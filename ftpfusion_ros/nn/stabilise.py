@@ -47,11 +47,13 @@ class TemporalStabiliser(nn.Module):
     ``neighbour_weight``: lambda, weight of another frame relative to the target's own (0 disables the
     filter, leaving the de-flicker); ``radius``: frames on each side of the target the filter uses;
     ``max_shift``: largest global shift (pixels) treated as jitter; ``downsample``: the phase correlation
-    runs on maps pooled by this factor (shifts are refined to sub-pixel there and scaled back).
+    runs on maps pooled by this factor (shifts are refined to sub-pixel there and scaled back); ``base``:
+    the fusion that is stabilised and aligned on; ``also``: further fusions filtered with the same shifts,
+    returned as further channels (FTPFusion's gate chooses between two stabilised bases per pixel).
     """
 
     def __init__(self, sigma: float = 0.03, neighbour_weight: float = 0.3, radius: int = 4,
-                 max_shift: float = 3.0, downsample: int = 2, base: str = "max") -> None:
+                 max_shift: float = 3.0, downsample: int = 2, base: str = "max", also: Sequence[str] = ()) -> None:
         super().__init__()
         if sigma <= 0:
             raise ValueError(f"stabiliser sigma must be > 0, got {sigma}")
@@ -60,14 +62,16 @@ class TemporalStabiliser(nn.Module):
         if radius < 0 or max_shift <= 0 or downsample < 1:
             raise ValueError(f"stabiliser needs radius >= 0, max_shift > 0, downsample >= 1; "
                              f"got {radius}, {max_shift}, {downsample}")
-        if base not in BASE_MODES:
-            raise ValueError(f"base must be one of {BASE_MODES}, got {base!r}")
+        for mode in (base, *also):
+            if mode not in BASE_MODES:
+                raise ValueError(f"stabiliser base must be one of {BASE_MODES}, got {mode!r}")
         self.sigma = float(sigma)
         self.neighbour_weight = float(neighbour_weight)
         self.radius = int(radius)
         self.max_shift = float(max_shift)
         self.downsample = int(downsample)
         self.base = base
+        self.modes = (base, *also)
 
     # ------------------------------------------------------------------------------------ per frame
     @staticmethod
@@ -148,7 +152,8 @@ class TemporalStabiliser(nn.Module):
         """Stabilised base luminance per target, and the targets' visible gain/offset.
 
         ``irs``, ``y_vis``: the window's T frames (B, 1, H, W); ``entries``: their :meth:`frame_stats`.
-        Returns (B * n_targets, 1, H, W) target-major and (B * n_targets, 4) = (a_ir, b_ir, a_vis, b_vis).
+        Returns (B * n_targets, K, H, W) target-major, one channel per fusion of ``modes`` (``base``, then
+        ``also``; each weighted by its own bilateral weights), and (B * n_targets, 4) = (a_ir, b_ir, a_vis, b_vis).
         """
         n_t = len(entries)
         ab = self.photometric([e["stats"] for e in entries])  # (B, T, 4)
@@ -159,8 +164,9 @@ class TemporalStabiliser(nn.Module):
         def base(s: int) -> torch.Tensor:
             if s not in bases:
                 g = ab[:, s].view(-1, 4, 1, 1)
-                bases[s] = fuse_base(apply_gain(irs[s].float(), g[:, 0:1], g[:, 1:2]),
-                                     apply_gain(y_vis[s].float(), g[:, 2:3], g[:, 3:4]), self.base)
+                ir_s = apply_gain(irs[s].float(), g[:, 0:1], g[:, 1:2])
+                vis_s = apply_gain(y_vis[s].float(), g[:, 2:3], g[:, 3:4])
+                bases[s] = torch.cat([fuse_base(ir_s, vis_s, mode) for mode in self.modes], 1)
             return bases[s]
 
         out, gains = [], []
