@@ -266,6 +266,28 @@ def test_init_from_a_checkpoint_without_new_modules_keeps_their_start_and_refuse
                                       init_from=str(tmp_path / "warm" / "last.pt"))))
 
 
+def test_init_from_a_longer_network_window_cuts_the_temporal_tables(tmp_path):
+    """net_window 5 -> 3: SCAM's frame encodings keep their 3 newest rows, the refinement's relative-offset
+    biases their centre (offsets -2..2); every other weight is taken as it is."""
+    over = {"val.every": 0, "log.tensorboard": False, "steps": 1}
+    source = Trainer(load_config(data=tiny(tmp_path / "src", **over, model_config={"channels": [4, 8, 8], "net_window": 5})))
+    with torch.no_grad():
+        source.model.refine.rel_bias.copy_(torch.arange(9.0))
+    source.fit()
+    source.close()
+    warm = Trainer(load_config(data=tiny(tmp_path / "warm", **over, init_from=str(tmp_path / "src" / "last.pt"),
+                                         model_config={"channels": [4, 8, 8], "net_window": 3})))
+    a, b = source.model.state_dict(), warm.model.state_dict()
+    for i in range(3):
+        assert torch.equal(b[f"dfam.{i}.scam.pe_time"], a[f"dfam.{i}.scam.pe_time"][:3])
+    assert torch.equal(b["refine.rel_bias"], a["refine.rel_bias"][2:7])
+    assert all(torch.equal(a[k], b[k]) for k in b if "pe_time" not in k and k != "refine.rel_bias")
+    warm.close()
+    with pytest.raises(ValueError, match="do not fit"):  # a longer window cannot be made up
+        Trainer(load_config(data=tiny(tmp_path / "long", **over, init_from=str(tmp_path / "src" / "last.pt"),
+                                      model_config={"channels": [4, 8, 8], "net_window": 7})))
+
+
 def test_torchrun_two_processes_gloo_end_with_identical_weights(tmp_path):
     """`torchrun --nproc_per_node=2 -m ftpfusion_ros.cli.main train` on CPU (gloo). At the end the trainer
     compares every rank's weights with rank 0's (broadcast) and records the largest difference."""

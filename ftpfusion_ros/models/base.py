@@ -55,6 +55,11 @@ class FusionModel(nn.Module):
         a later fusion sees. Default: everything is kept."""
         return list(cache)
 
+    def warm_start_state(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Another configuration's weights made to fit this model for a warm start (training ``init_from``),
+        where a model knows how (e.g. a shorter temporal window). Default: unchanged."""
+        return state
+
     def forward(self, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
         _check_clip(ir, vis)
         cache = [self.encode_frame(ir[:, :, t], vis[:, :, t]) for t in range(ir.shape[2])]

@@ -428,6 +428,19 @@ class FTPFusion(FusionModel):
             radius = self.stabiliser.radius
         return trim_caches(cache, first_target, n_t, self.net_window if self.refine_enabled else None, radius)
 
+    def warm_start_state(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Weights of a longer ``net_window`` cut to this one: SCAM's frame encodings keep their newest
+        rows (row 0 is the newest frame) and the temporal refinement's relative-offset biases their centre
+        (offsets -(T-1)..T-1). Everything else is left for load_state_dict to check."""
+        out = dict(state)
+        for key, value in state.items():
+            if key.endswith("scam.pe_time") and value.shape[0] > self.net_window:
+                out[key] = value[:self.net_window]
+            elif key == "refine.rel_bias" and value.shape[0] > 2 * self.net_window - 1:
+                cut = (value.shape[0] - (2 * self.net_window - 1)) // 2
+                out[key] = value[cut:value.shape[0] - cut]
+        return out
+
     def _encode(self, ir: torch.Tensor, vis: torch.Tensor, y_vis: torch.Tensor) -> list[dict[str, Any]]:
         if self.encoder_norm:
             # Each frame standardised by its own luminance statistics: a global gain/offset change of a

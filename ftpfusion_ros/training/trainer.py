@@ -223,8 +223,10 @@ class Trainer:
     def _warm_start(self, path: Path) -> None:
         """Weights of `path` for every parameter they have; parameters the checkpoint lacks (modules added
         since, e.g. FTPFusion's zero-initialised guided head) keep their initialisation and are logged.
-        Unexpected keys or other shapes are refused."""
+        Unexpected keys or other shapes are refused, except what the model adapts itself
+        (:meth:`FusionModel.warm_start_state`, e.g. FTPFusion's temporal tables for a shorter window)."""
         state, _ = read_state(self.cfg.model, path)  # FileNotFoundError / CheckpointError with the reason
+        state = self.model.warm_start_state(state)
         try:
             missing, unexpected = self.model.load_state_dict(state, strict=False)
         except RuntimeError as exc:
