@@ -105,8 +105,26 @@ def test_ring_keeps_network_features_only_for_the_frames_the_network_reads():
             assert not any("vis" in c for c in caches)
 
 
+def test_a_short_network_window_keeps_only_maps_for_the_stabilisers_older_frames():
+    """net_window 3 with the stabiliser's radius 4 (the packaged layout): the 2 newest frames keep network
+    features (with the next frame they make the network's 3); the 2 before them keep the maps and
+    statistics the stabiliser reads, without network features; older ones keep the 4 statistics."""
+    torch.manual_seed(0)
+    model = build_model("ftpfusion", {"channels": [4, 8, 8], "net_window": 3}).eval()
+    ir, vis = clip(n=12)
+    ring = TemporalRing(model, model.window)
+    with torch.inference_mode():
+        for t in range(12):
+            ring.push(ir[:, :, t], vis[:, :, t])
+            caches = [e.cache for e in ring._entries]
+            n = len(caches)
+            assert [("scales" in c) for c in caches] == [i >= n - 2 for i in range(n)]
+            assert [("ir" in c and "y_vis" in c and "spec" in c["stab"]) for c in caches] == [i >= n - 4 for i in range(n)]
+            assert not any("vis" in c for c in caches)
+
+
 @pytest.mark.parametrize("options", [{"stabiliser": False}, {"refine": False}, {"stab_neighbour_weight": 0.0},
-                                     {"stab_radius": 6}])
+                                     {"stab_radius": 6}, {"net_window": 3}])
 def test_trimmed_ring_streams_like_the_clip_forward_for_every_switch(options):
     """The ring's trimming follows the model's switches: without the stabiliser, without the network, without
     the temporal filter, or with a radius beyond the network's window, every frame equals the clip forward."""

@@ -65,20 +65,24 @@ def trim_caches(cache: Sequence[dict[str, Any]], first_target: int, n_t: int, ne
     target needs another frame); ``net_window``: the frames the network reads (None without the network);
     ``radius``: the stabiliser's temporal radius (0 without its filter). Frames older than the network's
     sub-window of every such target and beyond the stabiliser's radius keep only their de-flicker
-    statistics (4 numbers); frames that are no longer targets drop what only a target's own fusion reads
+    statistics (4 numbers); frames within the stabiliser's radius but outside the network's sub-windows
+    (a network window shorter than the radius + 1) keep their maps and statistics without their network
+    features; frames that are no longer targets drop what only a target's own fusion reads
     (the visible frame, the HF maps, the LF maps of the two finer scales). Returns new dicts; works on the
     keys only, so the ONNX Runtime backend trims its flat caches with the same rule.
     """
-    keep = first_target - radius
-    if net_window is not None:
-        keep = min(keep, first_target, n_t - net_window)
+    keep_maps = first_target - radius  # the stabiliser reads the maps of frames within its radius
+    keep_net = keep_maps if net_window is None else min(first_target, n_t - net_window)
     out = []
     for i, fr in enumerate(cache):
-        if i < keep and "ir" in fr:
+        if i < min(keep_maps, keep_net) and "ir" in fr:
             slim: dict[str, Any] = {"hw": fr["hw"]}
             if "stab" in fr:
                 slim["stab"] = {"stats": fr["stab"]["stats"]}
             fr = slim
+        elif i < keep_net and ("scales" in fr or "vis" in fr):
+            # within the stabiliser's radius but outside every later network window: its maps only
+            fr = {k: v for k, v in fr.items() if k not in ("scales", "vis")}
         elif i < first_target and "vis" in fr:
             fr = {k: v for k, v in fr.items() if k != "vis"}
             if "scales" in fr:
