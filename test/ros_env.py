@@ -127,31 +127,30 @@ class Probe:
         self.extra_nodes: list[Any] = []
         self.clients: dict[str, Any] = {}
 
-    def call(self, srv_type: Any, name: str, request: Any, timeout: float = 30.0, resend_after: float = 3.0,
+    def call(self, srv_type: Any, name: str, request: Any, attempts: int = 10, resend_after: float = 3.0,
              took_effect: Callable[[], Any] | None = None) -> Any:
         """Call a service and return its response; the client is kept for later calls.
 
         ``wait_for_service`` only says the server's request reader matched this client; the server's
         response writer may not have matched this client's reader yet (discovery is not symmetric in
         time), and the middleware then drops the response. A request unanswered after ``resend_after``
-        seconds is therefore sent again, unless ``took_effect()`` says the first one was carried out: it
-        returns what stands for the response then, None when the request is to be sent again. Without
-        it the request must be idempotent.
+        seconds is therefore sent again (``attempts`` sends at most), unless ``took_effect()`` says the
+        first one was carried out: it returns what stands for the response then, None when the request is
+        to be sent again. Without it the request must be idempotent.
         """
         client = self.clients.get(name)
         if client is None:
             client = self.clients[name] = self.node.create_client(srv_type, name)
-        deadline = time.monotonic() + timeout
-        assert client.wait_for_service(timeout_sec=timeout), f"no service {name}"
-        while True:
+        assert client.wait_for_service(timeout_sec=attempts * resend_after), f"no service {name}"
+        for _ in range(attempts):
             future = client.call_async(request)
-            if self.spin_until(future.done, min(resend_after, max(deadline - time.monotonic(), 0.0))):
+            if self.spin_until(future.done, resend_after):
                 return future.result()
             client.remove_pending_request(future)
-            assert time.monotonic() < deadline, f"{name} did not answer"
             outcome = took_effect() if took_effect is not None else None
             if outcome is not None:
                 return outcome
+        raise AssertionError(f"{name} did not answer {attempts} requests")
 
     def collect(self, msg_type: Any, topic: str, depth: int = 100, reliable: bool = True) -> list:
         from rclpy.qos import QoSProfile, ReliabilityPolicy
