@@ -152,6 +152,29 @@ class Probe:
                 return outcome
         raise AssertionError(f"{name} did not answer {attempts} requests")
 
+    def lifecycle_state(self, node: str) -> int:
+        """The current state id of a managed node (lifecycle_msgs/srv/GetState)."""
+        from lifecycle_msgs.srv import GetState
+
+        return self.call(GetState, f"{node}/get_state", GetState.Request()).current_state.id
+
+    def lifecycle_transition(self, node: str, transition: int) -> bool:
+        """A transition's success (lifecycle_msgs/srv/ChangeState); an unanswered request counts as carried
+        out if the node is in the transition's goal state (a transition is never sent twice)."""
+        from lifecycle_msgs.msg import State, Transition
+        from lifecycle_msgs.srv import ChangeState
+
+        goal = {Transition.TRANSITION_CONFIGURE: State.PRIMARY_STATE_INACTIVE,
+                Transition.TRANSITION_ACTIVATE: State.PRIMARY_STATE_ACTIVE,
+                Transition.TRANSITION_DEACTIVATE: State.PRIMARY_STATE_INACTIVE,
+                Transition.TRANSITION_CLEANUP: State.PRIMARY_STATE_UNCONFIGURED}[transition]
+
+        def took_effect() -> ChangeState.Response | None:
+            return ChangeState.Response(success=True) if self.lifecycle_state(node) == goal else None
+
+        return self.call(ChangeState, f"{node}/change_state",
+                         ChangeState.Request(transition=Transition(id=transition)), took_effect=took_effect).success
+
     def collect(self, msg_type: Any, topic: str, depth: int = 100, reliable: bool = True) -> list:
         from rclpy.qos import QoSProfile, ReliabilityPolicy
 

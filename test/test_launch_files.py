@@ -224,6 +224,22 @@ def _children(pid: int) -> list[int]:
     return out
 
 
+def _end_launch(proc: subprocess.Popen, children: list[int]) -> list[int]:
+    """Ctrl-C, as for `ros2 launch` (launch handles SIGINT, then stops its processes in order); returns the
+    node processes that were still running afterwards, killed so that none is left for the next test."""
+    children = children or _children(proc.pid)
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        pass
+    stop(proc)
+    left = [pid for pid in children if Path(f"/proc/{pid}").exists()]
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    return left
+
+
 @pytest.mark.parametrize("launch_file,args", [
     ("demo.launch.py", ["rviz:=false", "width:=160", "height:=120", "rate:=20.0", "model:=average"]),
     ("demo.launch.py", ["rviz:=false", "width:=160", "height:=120", "rate:=20.0", "model:=average",
@@ -246,17 +262,7 @@ def test_launch_files_run_with_launch_ros(launch_file: str, args: list[str], tmp
         assert len(children) == (3 if "composed:=false" in args else 2), children  # nodes + camera sim
         assert probe.node.count_publishers("/frame_pair") == (1 if "composed:=false" in args else 0)
     finally:
-        # Ctrl-C, as for `ros2 launch` (launch handles SIGINT, then stops its processes in order)
-        children = children or _children(proc.pid)
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            pass
-        stop(proc)
-        left = [pid for pid in children if Path(f"/proc/{pid}").exists()]
-        for pid in left:  # never leave nodes running for the next test
-            os.kill(pid, signal.SIGKILL)
+        left = _end_launch(proc, children)
         probe.close()
     assert proc.returncode == 0 and not left, (proc.returncode, left, log.read_text()[-2000:])
     assert all((m.width, m.height, m.header.frame_id) == (160, 120, "visible_camera") for m in fused)
@@ -309,8 +315,6 @@ def test_launch_with_autostart_false_leaves_the_managed_nodes_unconfigured(tmp_p
     pytest.importorskip("launch_ros")
     from lifecycle_msgs.msg import State, Transition
 
-    from test_ros_lifecycle import _state, _transition
-
     probe = Probe()
     log = tmp_path / "launch.log"
     proc = subprocess.Popen([sys.executable, "-c", _LAUNCH_RUNNER, "fusion.launch.py", "autostart:=false",
@@ -319,22 +323,13 @@ def test_launch_with_autostart_false_leaves_the_managed_nodes_unconfigured(tmp_p
     children: list[int] = []
     try:
         for node in ("/ftpfusion_fusion_node", "/ftpfusion_sync_node"):
-            assert _state(probe, node) == State.PRIMARY_STATE_UNCONFIGURED, log.read_text()[-2000:]
+            assert probe.lifecycle_state(node) == State.PRIMARY_STATE_UNCONFIGURED, log.read_text()[-2000:]
         children = _children(proc.pid)
         for node in ("/ftpfusion_fusion_node", "/ftpfusion_sync_node"):
-            assert _transition(probe, node, Transition.TRANSITION_CONFIGURE)
-            assert _transition(probe, node, Transition.TRANSITION_ACTIVATE)
-            assert _state(probe, node) == State.PRIMARY_STATE_ACTIVE
+            assert probe.lifecycle_transition(node, Transition.TRANSITION_CONFIGURE)
+            assert probe.lifecycle_transition(node, Transition.TRANSITION_ACTIVATE)
+            assert probe.lifecycle_state(node) == State.PRIMARY_STATE_ACTIVE
     finally:
-        children = children or _children(proc.pid)
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            pass
-        stop(proc)
-        left = [pid for pid in children if Path(f"/proc/{pid}").exists()]
-        for pid in left:
-            os.kill(pid, signal.SIGKILL)
+        left = _end_launch(proc, children)
         probe.close()
     assert proc.returncode == 0 and not left, (proc.returncode, left, log.read_text()[-2000:])

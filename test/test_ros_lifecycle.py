@@ -20,7 +20,6 @@ ros_env.require_interfaces()
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
 from lifecycle_msgs.msg import State, Transition  # noqa: E402
-from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
 from rcl_interfaces.msg import Parameter as ParameterMsg  # noqa: E402
 from rcl_interfaces.srv import SetParameters  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
@@ -86,27 +85,6 @@ class Cameras:
         return stamps
 
 
-def _state(probe: Probe, node: str) -> int:
-    return probe.call(GetState, f"{node}/get_state", GetState.Request()).current_state.id
-
-
-#: the state each transition ends in when it succeeds
-_GOAL = {Transition.TRANSITION_CONFIGURE: State.PRIMARY_STATE_INACTIVE,
-         Transition.TRANSITION_ACTIVATE: State.PRIMARY_STATE_ACTIVE,
-         Transition.TRANSITION_DEACTIVATE: State.PRIMARY_STATE_INACTIVE,
-         Transition.TRANSITION_CLEANUP: State.PRIMARY_STATE_UNCONFIGURED}
-
-
-def _transition(probe: Probe, node: str, transition: int) -> bool:
-    """A transition's success; an unanswered request counts as carried out if the node is in the goal
-    state (a transition is not sent twice)."""
-    def took_effect() -> ChangeState.Response | None:
-        return ChangeState.Response(success=True) if _state(probe, node) == _GOAL[transition] else None
-
-    return probe.call(ChangeState, f"{node}/change_state", ChangeState.Request(transition=Transition(id=transition)),
-                      took_effect=took_effect).success
-
-
 def _set(probe: Probe, node: str, **values):
     params = [Parameter(k.replace("__", "."), value=v).to_parameter_msg() for k, v in values.items()]
     return probe.call(SetParameters, f"{node}/set_parameters", SetParameters.Request(parameters=params)).results
@@ -125,20 +103,20 @@ def test_composed_nodes_start_unconfigured_and_follow_the_lifecycle(probe: Probe
     log = tmp_path / "composed.log"
     proc = node_process("composed", {"model": "average", "diagnostics_period": 0.0, **RELIABLE_INPUTS}, log=log)
     try:
-        assert _state(probe, FUSION) == State.PRIMARY_STATE_UNCONFIGURED
-        assert _state(probe, SYNC) == State.PRIMARY_STATE_UNCONFIGURED
+        assert probe.lifecycle_state(FUSION) == State.PRIMARY_STATE_UNCONFIGURED
+        assert probe.lifecycle_state(SYNC) == State.PRIMARY_STATE_UNCONFIGURED
         assert probe.node.count_subscribers("/visible/image_raw") == 0  # nothing subscribed yet
         cams.send(3)
         probe.spin_for(0.3)
         assert not fused
 
         for node in (FUSION, SYNC):  # the fusion node first: its model is loaded before pairs come
-            assert _transition(probe, node, Transition.TRANSITION_CONFIGURE)
-            assert _state(probe, node) == State.PRIMARY_STATE_INACTIVE
+            assert probe.lifecycle_transition(node, Transition.TRANSITION_CONFIGURE)
+            assert probe.lifecycle_state(node) == State.PRIMARY_STATE_INACTIVE
         assert probe.spin_until(lambda: probe.node.count_publishers("/fused/image") == 1, 10.0)
         for node in (FUSION, SYNC):
-            assert _transition(probe, node, Transition.TRANSITION_ACTIVATE)
-            assert _state(probe, node) == State.PRIMARY_STATE_ACTIVE
+            assert probe.lifecycle_transition(node, Transition.TRANSITION_ACTIVATE)
+            assert probe.lifecycle_state(node) == State.PRIMARY_STATE_ACTIVE
         assert probe.spin_until(cams.matched, 10.0)
         cams.warm_up(fused)
         sent = cams.send(8)
@@ -147,22 +125,22 @@ def test_composed_nodes_start_unconfigured_and_follow_the_lifecycle(probe: Probe
         assert all((m.encoding, m.width, m.height) == ("bgr8", W, H) for m in fused)
 
         # deactivated fusion node: pairs still formed by the sync node, nothing published
-        assert _transition(probe, FUSION, Transition.TRANSITION_DEACTIVATE)
-        assert _state(probe, FUSION) == State.PRIMARY_STATE_INACTIVE
+        assert probe.lifecycle_transition(FUSION, Transition.TRANSITION_DEACTIVATE)
+        assert probe.lifecycle_state(FUSION) == State.PRIMARY_STATE_INACTIVE
         cams.send(5)
         probe.spin_for(0.5)
         assert len(fused) == 8
         # deactivated sync node: the cameras are no longer subscribed
-        assert _transition(probe, SYNC, Transition.TRANSITION_DEACTIVATE)
+        assert probe.lifecycle_transition(SYNC, Transition.TRANSITION_DEACTIVATE)
         assert probe.spin_until(lambda: probe.node.count_subscribers("/ir/image_raw") == 0, 10.0)
         # cleanup frees the model; a second configure + activate works again
-        assert _transition(probe, FUSION, Transition.TRANSITION_CLEANUP)
-        assert _state(probe, FUSION) == State.PRIMARY_STATE_UNCONFIGURED
+        assert probe.lifecycle_transition(FUSION, Transition.TRANSITION_CLEANUP)
+        assert probe.lifecycle_state(FUSION) == State.PRIMARY_STATE_UNCONFIGURED
         assert probe.spin_until(lambda: probe.node.count_publishers("/fused/image") == 0, 10.0)
         for node, transitions in ((FUSION, (Transition.TRANSITION_CONFIGURE, Transition.TRANSITION_ACTIVATE)),
                                   (SYNC, (Transition.TRANSITION_ACTIVATE,))):
             for t in transitions:
-                assert _transition(probe, node, t)
+                assert probe.lifecycle_transition(node, t)
         assert probe.spin_until(cams.matched, 10.0)
         cams.warm_up(fused)
         sent = cams.send(4)
@@ -178,9 +156,9 @@ def test_a_bad_model_fails_configure_with_the_reason(probe: Probe, tmp_path: Pat
     log = tmp_path / "fusion.log"
     proc = node_process("fusion_node", {"model": "no_such_model", "diagnostics_period": 0.2}, log=log)
     try:
-        assert _state(probe, FUSION) == State.PRIMARY_STATE_UNCONFIGURED
-        assert not _transition(probe, FUSION, Transition.TRANSITION_CONFIGURE)
-        assert _state(probe, FUSION) == State.PRIMARY_STATE_UNCONFIGURED
+        assert probe.lifecycle_state(FUSION) == State.PRIMARY_STATE_UNCONFIGURED
+        assert not probe.lifecycle_transition(FUSION, Transition.TRANSITION_CONFIGURE)
+        assert probe.lifecycle_state(FUSION) == State.PRIMARY_STATE_UNCONFIGURED
         assert probe.spin_until(lambda: any("no_such_model" in s.message for s in
                                             diagnostic_statuses(diags, "ftpfusion_fusion_node: fusion")), 10.0)
         status = [s for s in diagnostic_statuses(diags, "fusion") if "no_such_model" in s.message][-1]
