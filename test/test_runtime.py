@@ -85,12 +85,15 @@ def test_full_ring_of_the_default_ftpfusion_streams_like_the_clip_forward():
                 torch.testing.assert_close(out[0], ref, atol=1e-5, rtol=0)
 
 
-def test_ring_keeps_network_features_only_for_the_frames_the_network_reads():
-    """Causal ring of 9: after each step only the 4 newest frames keep network features and maps (with the
-    next frame they make the network's 5 and the stabiliser's radius); the older ones keep the 4
-    de-flicker statistics; no frame keeps its visible image (read for a target's own output only)."""
+@pytest.mark.parametrize("net_window,with_features", [(5, 4), (3, 2)])
+def test_ring_keeps_network_features_only_for_the_frames_the_network_reads(net_window, with_features):
+    """Causal ring of 9, stabiliser radius 4: after each step the newest net_window - 1 frames keep network
+    features (with the next frame they make the network's window); the newest 4 keep the maps and
+    statistics the stabiliser reads (with a 3-frame network window, 2 of them without network features);
+    the older ones keep the 4 de-flicker statistics; no frame keeps its visible image (read for a target's
+    own output only)."""
     torch.manual_seed(0)
-    model = build_model("ftpfusion", {"channels": [4, 8, 8]}).eval()
+    model = build_model("ftpfusion", {"channels": [4, 8, 8], "net_window": net_window}).eval()
     ir, vis = clip(n=12)
     ring = TemporalRing(model, model.window)
     with torch.inference_mode():
@@ -98,28 +101,10 @@ def test_ring_keeps_network_features_only_for_the_frames_the_network_reads():
             ring.push(ir[:, :, t], vis[:, :, t])
             caches = [e.cache for e in ring._entries]
             n = len(caches)
-            full = [("scales" in c) for c in caches]
-            assert full == [i >= n - (model.net_window - 1) for i in range(n)]
-            assert [("ir" in c) for c in caches] == full
-            assert all(set(c["stab"]) == {"stats"} for c, f in zip(caches, full) if not f)
-            assert not any("vis" in c for c in caches)
-
-
-def test_a_short_network_window_keeps_only_maps_for_the_stabilisers_older_frames():
-    """net_window 3 with the stabiliser's radius 4 (the packaged layout): the 2 newest frames keep network
-    features (with the next frame they make the network's 3); the 2 before them keep the maps and
-    statistics the stabiliser reads, without network features; older ones keep the 4 statistics."""
-    torch.manual_seed(0)
-    model = build_model("ftpfusion", {"channels": [4, 8, 8], "net_window": 3}).eval()
-    ir, vis = clip(n=12)
-    ring = TemporalRing(model, model.window)
-    with torch.inference_mode():
-        for t in range(12):
-            ring.push(ir[:, :, t], vis[:, :, t])
-            caches = [e.cache for e in ring._entries]
-            n = len(caches)
-            assert [("scales" in c) for c in caches] == [i >= n - 2 for i in range(n)]
-            assert [("ir" in c and "y_vis" in c and "spec" in c["stab"]) for c in caches] == [i >= n - 4 for i in range(n)]
+            assert [("scales" in c) for c in caches] == [i >= n - with_features for i in range(n)]
+            maps = [("ir" in c and "y_vis" in c and "spec" in c["stab"]) for c in caches]
+            assert maps == [i >= n - 4 for i in range(n)]
+            assert all(set(c["stab"]) == {"stats"} for c, m in zip(caches, maps) if not m)
             assert not any("vis" in c for c in caches)
 
 
