@@ -152,6 +152,28 @@ class Probe:
                 return outcome
         raise AssertionError(f"{name} did not answer {attempts} requests")
 
+    def add_composed(self, params: list) -> tuple[Any, Any]:
+        """The composed sync and fusion nodes (``params``: their parameter overrides) in this probe's context
+        and executor; returns (sync, fusion)."""
+        from ftpfusion_ros.ros.composed import build_composed
+
+        sync, fusion = build_composed(context=self.context, parameter_overrides=params)
+        self.add(fusion)
+        self.add(sync)
+        return sync, fusion
+
+    def cameras(self, depth: int, visible_compressed: bool = False, ir_compressed: bool = False) -> tuple[Any, Any]:
+        """(IR, visible) publishers on the nodes' default camera topics, raw or ``<topic>/compressed``, once
+        a subscription has matched each of them."""
+        from rclpy.qos import QoSProfile
+        from sensor_msgs.msg import CompressedImage, Image
+
+        pubs = tuple(self.node.create_publisher(CompressedImage, f"{topic}/compressed", QoSProfile(depth=depth))
+                     if compressed else self.node.create_publisher(Image, topic, QoSProfile(depth=depth))
+                     for topic, compressed in (("ir/image_raw", ir_compressed), ("visible/image_raw", visible_compressed)))
+        assert self.spin_until(lambda: all(p.get_subscription_count() > 0 for p in pubs), 10), "cameras not subscribed"
+        return pubs
+
     def lifecycle_state(self, node: str) -> int:
         """The current state id of a managed node (lifecycle_msgs/srv/GetState)."""
         from lifecycle_msgs.srv import GetState

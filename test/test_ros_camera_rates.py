@@ -24,12 +24,10 @@ ros_env.require_interfaces()
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
-from rclpy.qos import QoSProfile  # noqa: E402
-from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
 from ftpfusion_ros.cli.main import main as cli  # noqa: E402
-from ftpfusion_ros.ros.composed import build_composed  # noqa: E402
 from ftpfusion_ros.ros.conversions import array_to_compressed, array_to_image, image_to_array  # noqa: E402
 from ftpfusion_ros.ros.sync_node import SyncNode  # noqa: E402
 
@@ -64,16 +62,12 @@ class Rig:
                   Parameter("cpu_threads", value=torch.get_num_threads()),
                   *ros_env.reliable_inputs(50, ("/ir/image_raw", "/visible/image_raw/compressed"))]
         self.probe = probe
-        self.sync, self.fusion = build_composed(context=probe.context, parameter_overrides=params)
-        probe.add(self.fusion)
-        probe.add(self.sync)
-        self.pubs = (probe.node.create_publisher(Image, "ir/image_raw", QoSProfile(depth=50)),
-                     probe.node.create_publisher(CompressedImage, "visible/image_raw/compressed", QoSProfile(depth=50)))
+        self.sync, self.fusion = probe.add_composed(params)
+        self.pubs = probe.cameras(50, visible_compressed=True)
         self.fused = probe.collect(Image, "fused/image")
         self.aligned = probe.collect(Image, "aligned/ir")
         self.diags = probe.collect(DiagnosticArray, "/diagnostics")
         self.sent = 0
-        assert probe.spin_until(lambda: all(p.get_subscription_count() > 0 for p in self.pubs), 10)
 
     def publish(self, cam: int, stamp: int, ir: np.ndarray, ir_encoding: str) -> None:
         msg = (array_to_image(ir, ir_encoding, _header(stamp, "ir")) if cam == 0
@@ -198,9 +192,7 @@ def test_approximate_pairs_only_within_slop(tmp_path: Path) -> None:
                   *ros_env.reliable_inputs(50, ("/ir/image_raw", "/visible/image_raw/compressed"))]
         sync = probe.add(SyncNode(on_pair=lambda p: got.append((stamp_ns(p.ir), stamp_ns(p.visible))),
                                   context=probe.context, parameter_overrides=params))
-        pubs = (probe.node.create_publisher(Image, "ir/image_raw", QoSProfile(depth=50)),
-                probe.node.create_publisher(CompressedImage, "visible/image_raw/compressed", QoSProfile(depth=50)))
-        assert probe.spin_until(lambda: all(p.get_subscription_count() > 0 for p in pubs), 10)
+        pubs = probe.cameras(50, visible_compressed=True)
         events = _events(T0)
         for n, (stamp, cam) in enumerate(events, 1):
             msg = (array_to_image(COUNTS, "mono16", _header(stamp, "ir")) if cam == 0

@@ -13,11 +13,9 @@ ros_env.require_interfaces()
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
-from rclpy.qos import QoSProfile  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
-from ftpfusion_ros.ros.composed import build_composed  # noqa: E402
 from ftpfusion_ros.ros.conversions import array_to_compressed  # noqa: E402
 from ftpfusion_ros.ros.sync_node import SyncNode  # noqa: E402
 
@@ -40,16 +38,12 @@ def test_compressed_cameras_at_different_rates_and_bad_frames() -> None:
                   # reliable: the test counts frames
                   Parameter("cpu_threads", value=torch.get_num_threads()),
                   *ros_env.reliable_inputs(50, ("/ir/image_raw/compressed", "/visible/image_raw/compressed"))]
-        sync, fusion = build_composed(context=probe.context, parameter_overrides=params)
-        probe.add(fusion)
-        probe.add(sync)
+        sync, fusion = probe.add_composed(params)
         assert sync.transports == ("compressed", "compressed")
-        pubs = (probe.node.create_publisher(CompressedImage, "ir/image_raw/compressed", QoSProfile(depth=50)),
-                probe.node.create_publisher(CompressedImage, "visible/image_raw/compressed", QoSProfile(depth=50)))
+        pubs = probe.cameras(50, visible_compressed=True, ir_compressed=True)
         fused = probe.collect(Image, "fused/image")
         aligned_ir = probe.collect(Image, "aligned/ir")
         diags = probe.collect(DiagnosticArray, "/diagnostics")
-        assert probe.spin_until(lambda: all(p.get_subscription_count() > 0 for p in pubs), 10)
 
         y, x = np.mgrid[0:H, 0:W]
         counts = (7000 + 40 * x + 10 * y).astype(np.uint16)  # a 14-bit thermal scene

@@ -13,11 +13,8 @@ ros_env.require_interfaces()
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
-from rclpy.qos import QoSProfile  # noqa: E402
-from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
-from ftpfusion_ros.ros.composed import build_composed  # noqa: E402
 from ftpfusion_ros.ros.conversions import array_to_image  # noqa: E402
 from ftpfusion_ros.ros.diagnostics import ERROR, OK, WARN, FrequencyCheck, StampAgeCheck  # noqa: E402
 
@@ -60,13 +57,9 @@ def test_nodes_report_rate_bounds_and_old_stamps() -> None:
                   Parameter("expected_rate.visible_min_hz", value=500.0),  # visible camera: the same
                   Parameter("stamp_age.max", value=0.0),                   # stamp-age check off for now
                   *ros_env.reliable_inputs(20)]
-        sync, fusion = build_composed(context=probe.context, parameter_overrides=params)
-        probe.add(fusion)
-        probe.add(sync)
-        pubs = (probe.node.create_publisher(Image, "ir/image_raw", QoSProfile(depth=20)),
-                probe.node.create_publisher(Image, "visible/image_raw", QoSProfile(depth=20)))
+        sync, fusion = probe.add_composed(params)
+        pubs = probe.cameras(20)
         diags = probe.collect(DiagnosticArray, "/diagnostics")
-        assert probe.spin_until(lambda: all(p.get_subscription_count() > 0 for p in pubs), 10)
         rng = np.random.default_rng(0)
         ir, vis = rng.integers(0, 255, (H, W), np.uint8), rng.integers(0, 255, (H, W, 3), np.uint8)
 

@@ -22,7 +22,6 @@ from rclpy.qos import QoSProfile  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
-from ftpfusion_ros.ros.composed import build_composed  # noqa: E402
 from ftpfusion_ros.ros.conversions import array_to_image  # noqa: E402
 from ftpfusion_ros.ros.sync_node import SyncNode  # noqa: E402
 from ftpfusion_ros.runtime.sync_policy import ApproximateTimePolicy  # noqa: E402
@@ -79,9 +78,7 @@ def rig():
               Parameter("silence_timeout", value=0.6), Parameter("queue_size", value=5),
               # in-process: keep this pytest process's torch thread count as it is
               Parameter("cpu_threads", value=torch.get_num_threads())] + ros_env.reliable_inputs(20)
-    sync, fusion = build_composed(context=probe.context, parameter_overrides=params)
-    probe.add(fusion)
-    probe.add(sync)
+    sync, fusion = probe.add_composed(params)
     cams = Cameras(probe)
     fused = probe.collect(Image, "fused/image")
     diags = probe.collect(DiagnosticArray, "/diagnostics")

@@ -13,11 +13,9 @@ ros_env.require_interfaces()
 
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
-from rclpy.qos import QoSProfile  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
-from ftpfusion_ros.ros.composed import build_composed  # noqa: E402
 from ftpfusion_ros.ros.conversions import array_to_image  # noqa: E402
 from ftpfusion_ros.ros.sync_node import SyncNode  # noqa: E402
 
@@ -51,14 +49,10 @@ def test_latest_ir_fuses_every_visible_frame_of_a_faster_camera() -> None:
                   Parameter("max_ir_age", value=0.2), Parameter("queue_size", value=50),
                   Parameter("diagnostics_period", value=0.2),
                   Parameter("cpu_threads", value=torch.get_num_threads())] + _reliable_inputs()
-        sync, fusion = build_composed(context=probe.context, parameter_overrides=params)
-        probe.add(fusion)
-        probe.add(sync)
-        pubs = (probe.node.create_publisher(Image, "ir/image_raw", QoSProfile(depth=50)),
-                probe.node.create_publisher(Image, "visible/image_raw", QoSProfile(depth=50)))
+        sync, fusion = probe.add_composed(params)
+        pubs = probe.cameras(50)
         fused = probe.collect(Image, "fused/image")
         diags = probe.collect(DiagnosticArray, "/diagnostics")
-        assert probe.spin_until(lambda: all(p.get_subscription_count() > 0 for p in pubs), 10)
 
         rng = np.random.default_rng(0)
         images = (rng.integers(0, 255, (H, W), dtype=np.uint8), rng.integers(0, 255, (H, W, 3), dtype=np.uint8))
@@ -103,9 +97,7 @@ def test_approximate_pairing_gives_the_slow_camera_rate_and_latest_ir_refuses_me
         node = probe.add(SyncNode(on_pair=lambda p: got.append((ros_env.stamp_ns(p.ir), ros_env.stamp_ns(p.visible))),
                                   context=probe.context, parameter_overrides=params))
         assert node.pairing == "approximate"
-        pubs = (probe.node.create_publisher(Image, "ir/image_raw", QoSProfile(depth=50)),
-                probe.node.create_publisher(Image, "visible/image_raw", QoSProfile(depth=50)))
-        assert probe.spin_until(lambda: all(p.get_subscription_count() > 0 for p in pubs), 10)
+        pubs = probe.cameras(50)
         img = array_to_image(np.zeros((H, W), np.uint8), "mono8")
         events = _events()
         for n, (cam, stamp) in enumerate(events, 1):

@@ -15,7 +15,6 @@ ros_env.require_interfaces()
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import DurabilityPolicy, ReliabilityPolicy  # noqa: E402
 
-from ftpfusion_ros.ros.composed import build_composed  # noqa: E402
 
 
 def _endpoint(infos: list, node_name: str):
@@ -34,9 +33,7 @@ def test_defaults_and_overrides_reach_the_dds_endpoints() -> None:
         params = [Parameter("model", value="average"), Parameter("diagnostics_period", value=0.0),
                   Parameter("cpu_threads", value=torch.get_num_threads())]
         params += [Parameter(k, value=v) for k, v in overrides.items()]
-        sync, fusion = build_composed(context=probe.context, parameter_overrides=params)
-        probe.add(fusion)
-        probe.add(sync)
+        sync, fusion = probe.add_composed(params)
         node = probe.node
 
         def endpoints() -> tuple:
