@@ -286,7 +286,7 @@ def test_learned_model_without_checkpoint_needs_explicit_consent(monkeypatch):
 def test_engine_config_from_dict_rejects_typos():
     cfg = EngineConfig.from_dict({"model": "average", "agc": {"smoothing": 0.2}})
     assert cfg.agc.smoothing == 0.2
-    with pytest.raises(ValueError, match="unknown engine settings"):
+    with pytest.raises(ValueError, match="unknown engine setting 'modle'"):
         EngineConfig.from_dict({"modle": "average"})
 
 

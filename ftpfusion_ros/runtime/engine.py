@@ -60,15 +60,11 @@ class EngineConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "EngineConfig":
-        """From a YAML/ROS-parameter mapping; unknown keys are an error (typos must not pass silently)."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown engine settings {sorted(unknown)}; known: {sorted(known)}")
-        data = dict(data)
-        if isinstance(data.get("agc"), dict):
-            data["agc"] = AGCConfig(**data["agc"])
-        return cls(**data)
+        """From a YAML/ROS-parameter mapping, checked against the settings schema (runtime/settings.py):
+        unknown keys and bad values are an error naming the key (typos must not pass silently)."""
+        from .settings import engine_config
+
+        return engine_config(data)
 
 
 @dataclass
