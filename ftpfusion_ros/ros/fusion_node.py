@@ -33,7 +33,6 @@ import traceback
 from collections import deque
 from typing import Any
 
-from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.event_handler import SubscriptionEventCallbacks
 from sensor_msgs.msg import CameraInfo, Image
 
@@ -44,7 +43,7 @@ from ..runtime.settings import ENGINE_SETTINGS, Setting, agc_config, engine_conf
 from ..runtime.sync_policy import stamp_to_ns
 from . import load_interfaces
 from .conversions import array_to_image, camera_info_for, image_to_array
-from .diagnostics import ERROR, OK, WARN, FrequencyCheck, StampAgeCheck, make_array
+from .diagnostics import ERROR, OK, WARN, FrequencyCheck, StampAgeCheck
 from .lifecycle import ManagedNode
 from .monitoring import LatencyWindow, RateMeter
 from .pairs import ImagePair, pair_from_msg
@@ -115,7 +114,6 @@ class FusionNode(ManagedNode):
         values = declare_settings(self, SETTINGS)  # type/range errors: a ValueError naming the parameter
         autostart = self._declare_autostart(autostart)
         self._frame_pair_type, self._status_type = load_interfaces()
-        self._pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)  # in every state
         self._runtime = RuntimeParameters(self, SETTINGS, values, self._on_runtime_change, _validate)
         self._rate_check, self._age_check = FrequencyCheck("fused output"), StampAgeCheck("input stamps")
         self._apply_node_values(values)
@@ -244,11 +242,6 @@ class FusionNode(ManagedNode):
 
             torch.cuda.empty_cache()
 
-    def _configure_failed(self) -> None:
-        self.last_error = f"configure failed: {self.configure_error}"
-        self._last_error_time = time.monotonic()
-        self.publish_diagnostics()
-
     def _reset_counters(self) -> None:
         # Counters (written by the worker / executor threads, read by diagnostics; ints are atomic enough).
         self.pairs_lost = 0  # FramePair samples the DDS reader reports lost (too large for the transport?)
@@ -258,8 +251,6 @@ class FusionNode(ManagedNode):
         self.queue_overflows = 0
         self.input_errors = 0
         self.internal_errors = 0
-        self.last_error = getattr(self, "last_error", "")
-        self._last_error_time: float | None = getattr(self, "_last_error_time", None)
         self._consecutive_errors = 0
         self._last_stamp: int | None = None
         self.time_jumps = 0      # big steps back in time: ring reset, stream goes on
@@ -284,8 +275,7 @@ class FusionNode(ManagedNode):
             return
         self._in_meter.tick()
         try:
-            age = (self.get_clock().now().nanoseconds - stamp_to_ns(pair.visible.header.stamp)) * 1e-9
-            self._age_check.add(age)
+            self._age_check.add(self.stamp_age(pair.visible.header.stamp))
         except Exception:  # noqa: BLE001 - a malformed stamp is the engine's to report
             pass
         with self._cv:
@@ -380,8 +370,7 @@ class FusionNode(ManagedNode):
             self.internal_errors += 1
         else:
             self.input_errors += 1
-        self.last_error = message
-        self._last_error_time = time.monotonic()
+        self.record_error(message)
         self._consecutive_errors += 1
         self.get_logger().warning(message, throttle_duration_sec=5.0)
         if (self.reset_after_errors > 0 and self._consecutive_errors == self.reset_after_errors
@@ -469,8 +458,6 @@ class FusionNode(ManagedNode):
         quiet = now - self._started if quiet is None else quiet
         values["input_silent_s"] = quiet
         age_level, age_message = self._age_check.report(values, "input")
-        recent_error = self._last_error_time is not None and now - self._last_error_time < max(
-            2.0, 2 * (self._diag_timer.timer_period_ns * 1e-9 if self._diag_timer else 1.0))
         state = self.state_label
         if state != "active":
             # not fusing by design: ERROR only when configure failed
@@ -478,7 +465,7 @@ class FusionNode(ManagedNode):
                 level, message = ERROR, f"{state}: configure failed: {self.configure_error}"
             else:
                 level, message = OK, f"{state}" + (": waiting for configure" if state == "unconfigured" else "")
-        elif recent_error:
+        elif self.error_is_recent(now):
             level, message = ERROR, self.last_error
         elif self.pairs_lost > self._lost_reported:
             level, message = WARN, (f"{self.pairs_lost - self._lost_reported} pair(s) lost in transport: FramePair "
@@ -496,12 +483,7 @@ class FusionNode(ManagedNode):
             if level == OK:
                 message = f"fusing at {values['fused_rate_hz']:.1f} Hz"
         self._lost_reported = self.pairs_lost
-        try:
-            self._pub_diag.publish(make_array(self.get_clock().now().to_msg(), f"{self.get_name()}: fusion", level,
-                                              message, values["device"] or "ftpfusion_ros", values))
-        except Exception:  # noqa: BLE001 - shutting down: the publisher is gone
-            if self.context.ok():
-                raise
+        self.send_diagnostics("fusion", level, message, values["device"] or "ftpfusion_ros", values)
 
     # -- shutdown ---------------------------------------------------------------------------------
     def destroy_node(self) -> None:

@@ -15,11 +15,15 @@ Constructed directly in Python, the nodes autostart unless told otherwise (``aut
 """
 from __future__ import annotations
 
+import time
 import traceback
 from typing import Any
 
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 
+from ..runtime.sync_policy import stamp_to_ns
+from .diagnostics import make_array
 from .params import declare
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
@@ -33,12 +37,17 @@ class ConfigureError(RuntimeError):
 
 class ManagedNode(LifecycleNode):
     """A LifecycleNode whose subclasses implement ``_configure``, ``_activate``, ``_deactivate`` and
-    ``_cleanup`` (plain methods; exceptions in ``_configure`` become FAILURE with the reason kept)."""
+    ``_cleanup`` (plain methods; exceptions in ``_configure`` become FAILURE with the reason kept) and
+    ``publish_diagnostics`` (with :meth:`send_diagnostics`; in every state)."""
 
     def __init__(self, node_name: str, **node_kwargs: Any) -> None:
         super().__init__(node_name, **node_kwargs)
         self.configure_error = ""         # reason of the last failed configure ("" after a success)
         self._configure_exc: BaseException | None = None
+        self.last_error = ""              # the latest rejected input or failure, for diagnostics
+        self._last_error_time: float | None = None
+        self._diag_timer = None
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)  # in every state
 
     def _declare_autostart(self, default: bool) -> bool:
         return declare(self, "autostart", bool(default), "configure and activate at start-up (the launch files "
@@ -73,6 +82,29 @@ class ManagedNode(LifecycleNode):
 
     def publish_diagnostics(self) -> None:
         raise NotImplementedError
+
+    def send_diagnostics(self, what: str, level: int, message: str, hardware_id: str, values: dict[str, Any]) -> None:
+        """One DiagnosticStatus ``<node>: <what>`` on /diagnostics (nothing once the context is shut down)."""
+        try:
+            self._diag_pub.publish(make_array(self.get_clock().now().to_msg(), f"{self.get_name()}: {what}", level,
+                                              message, hardware_id, values))
+        except Exception:  # noqa: BLE001 - shutting down: the publisher is gone
+            if self.context.ok():
+                raise
+
+    def record_error(self, message: str) -> None:
+        """Keep ``message`` as the last error; diagnostics report it as ERROR while it is recent."""
+        self.last_error = message
+        self._last_error_time = time.monotonic()
+
+    def error_is_recent(self, now: float) -> bool:
+        """An error recorded within two diagnostics periods (at least 2 s) of ``now`` (time.monotonic)."""
+        period = self._diag_timer.timer_period_ns * 1e-9 if self._diag_timer else 1.0
+        return self._last_error_time is not None and now - self._last_error_time < max(2.0, 2 * period)
+
+    def stamp_age(self, stamp: Any) -> float:
+        """Seconds from a message stamp to now on the node's clock (simulated time with use_sim_time)."""
+        return (self.get_clock().now().nanoseconds - stamp_to_ns(stamp)) * 1e-9
 
     # -- transitions ---------------------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -161,4 +193,6 @@ class ManagedNode(LifecycleNode):
         pass
 
     def _configure_failed(self) -> None:
-        """Called after a failed configure (e.g. to publish the reason in diagnostics)."""
+        """Called after a failed configure: the reason goes to diagnostics at once."""
+        self.record_error(f"configure failed: {self.configure_error}")
+        self.publish_diagnostics()

@@ -27,7 +27,6 @@ import sys
 import time
 from typing import Any, Callable
 
-from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.event_handler import SubscriptionEventCallbacks
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
@@ -36,7 +35,7 @@ from ..runtime.encodings import InputError
 from . import load_interfaces
 from .conversions import compressed_to_image
 from ..runtime.settings import Setting
-from .diagnostics import ERROR, OK, WARN, FrequencyCheck, StampAgeCheck, make_array
+from .diagnostics import ERROR, OK, WARN, FrequencyCheck, StampAgeCheck
 from .lifecycle import ManagedNode
 from .monitoring import RateMeter
 from .pairs import ImagePair, pair_to_msg
@@ -120,7 +119,6 @@ class SyncNode(ManagedNode):
         self._mf_subs: list[Any] = []
         self._pair_pub = None
         self._reset_counters()
-        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.finish_construction(values["diagnostics_period"], autostart)
 
     # -- settings ---------------------------------------------------------------------------------
@@ -170,8 +168,6 @@ class SyncNode(ManagedNode):
         self.frames_lost = [0, 0]        # per camera: samples the DDS reader reports lost in transport
         self._lost_reported = [0, 0]     # frames_lost at the last diagnostics
         self.bad_input = [0, 0]          # per camera: compressed frames that could not be decoded
-        self.last_error = getattr(self, "last_error", "")
-        self._last_error_time: float | None = getattr(self, "_last_error_time", None)
         self._decoded: list[tuple[Any, Any]] = [(None, None), (None, None)]  # (message, Image): an IR frame reused
         self._stats = SyncStats(received=[0, 0], dropped=[0, 0])
 
@@ -258,10 +254,6 @@ class SyncNode(ManagedNode):
             self._pair_pub = None
         self._mf_sync = None
 
-    def _configure_failed(self) -> None:
-        self.last_error = f"configure failed: {self.configure_error}"
-        self._last_error_time = time.monotonic()
-        self.publish_diagnostics()
 
     def _pairing_text(self) -> str:
         if self.pairing == "latest_ir":
@@ -301,8 +293,7 @@ class SyncNode(ManagedNode):
         self._newest[index] = stamp if newest is None else max(stamp, newest)
 
     def _stamp_age(self, index: int, msg: Any) -> None:
-        age = (self.get_clock().now().nanoseconds - stamp_to_ns(msg.header.stamp)) * 1e-9
-        self._age_checks[index].add(age)
+        self._age_checks[index].add(self.stamp_age(msg.header.stamp))
 
     def _mf_input(self, msg: Image, index: int) -> None:
         # message_filters path: this runs before the synchroniser sees the message (registered first)
@@ -339,8 +330,7 @@ class SyncNode(ManagedNode):
         except InputError as exc:
             self._decoded[index] = (msg, None)
             self.bad_input[index] += 1
-            self.last_error = str(exc)
-            self._last_error_time = time.monotonic()
+            self.record_error(str(exc))
             self.get_logger().warning(f"{exc}: pair skipped", throttle_duration_sec=5.0)
             return None
         self._decoded[index] = (msg, img)
@@ -428,27 +418,22 @@ class SyncNode(ManagedNode):
                 if level_i != OK and quiet <= self.silence_timeout:
                     problems.append(text)
         state = self.state_label
-        if state != "active":
+        if state != "active":  # not pairing by design: ERROR only when configure failed
             problems = []
-        level, message = (WARN, "; ".join(problems)) if problems else (OK, f"pairing at {values['pair_rate_hz']:.1f} Hz")
-        if state != "active":
-            message = state + (f": configure failed: {self.configure_error}" if self.configure_error else "")
             level = ERROR if self.configure_error else OK
+            message = state + (f": configure failed: {self.configure_error}" if self.configure_error else "")
+        elif problems:
+            level, message = WARN, "; ".join(problems)
+        else:
+            level, message = OK, f"pairing at {values['pair_rate_hz']:.1f} Hz"
         values["last_error"] = self.last_error
-        period = self._diag_timer.timer_period_ns * 1e-9 if self._diag_timer else 1.0
-        if self._last_error_time is not None and now - self._last_error_time < max(2.0, 2 * period):
+        if self.error_is_recent(now):
             level, message = ERROR, "; ".join([self.last_error] + problems)  # as the fusion node reports bad input
         values["slop_ms"] = self.slop * 1e3
         if self.pairing == "latest_ir":
             values["max_ir_age_ms"] = self.max_ir_age * 1e3
         values["queue_size"] = self.queue_size
-        try:
-            self._diag_pub.publish(make_array(self.get_clock().now().to_msg(), f"{self.get_name()}: synchronizer",
-                                              level, message, "ftpfusion_ros", values))
-        except Exception:  # noqa: BLE001 - shutting down: the publisher is gone
-            if self.context.ok():
-                raise
-
+        self.send_diagnostics("synchronizer", level, message, "ftpfusion_ros", values)
 
     def _size_hint(self, index: int) -> str:
         """Why frames may be lost: their size, from the camera's camera_info (small enough to arrive)."""
@@ -458,7 +443,7 @@ class SyncNode(ManagedNode):
                 "the package's config/fastdds_large_images.xml (the launch files do)")
 
     def destroy_node(self) -> None:
-        if not hasattr(self, "_diag_pub"):  # __init__ failed (bad parameter): no statistics to report
+        if not hasattr(self, "_runtime"):  # __init__ failed (bad parameter): no statistics to report
             super().destroy_node()
             return
         was_active = self.state_label == "active"
