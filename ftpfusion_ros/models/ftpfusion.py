@@ -426,11 +426,17 @@ class FTPFusion(FusionModel):
 
     def trim_caches(self, cache: Sequence[dict[str, Any]], first_target: int, n_t: int) -> list[dict[str, Any]]:
         """The window's caches without what no later :meth:`fuse_window` reads (the ring's memory); see
-        :func:`trim_caches`, which this calls with the model's network window and stabiliser radius."""
+        :func:`trim_caches`, which this calls with :attr:`cache_reach`."""
+        return trim_caches(cache, first_target, n_t, *self.cache_reach)
+
+    @property
+    def cache_reach(self) -> tuple[int | None, int]:
+        """(frames the network reads, None without the network; the stabiliser filter's temporal radius,
+        0 without it): what :func:`trim_caches` keeps, for the PyTorch ring and the exported graphs' ring."""
         radius = 0
         if self.stabiliser is not None and self.stabiliser.neighbour_weight > 0:
             radius = self.stabiliser.radius
-        return trim_caches(cache, first_target, n_t, self.net_window if self.refine_enabled else None, radius)
+        return (self.net_window if self.refine_enabled else None), radius
 
     def warm_start_state(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Weights of a longer ``net_window`` cut to this one: SCAM's frame encodings keep their newest

@@ -245,8 +245,7 @@ def export_streaming(model: FusionModel, out_dir: str | Path, width: int, height
 
     opset = max((o.version for o in onnx.load(str(out / "encoder.onnx")).opset_import if o.domain in ("", "ai.onnx")),
                 default=None)
-    stab = getattr(model, "stabiliser", None)
-    radius = stab.radius if stab is not None and stab.neighbour_weight > 0 else 0
+    net_window, radius = model.cache_reach
     manifest = {
         "format": STREAMING_FORMAT,
         "version": STREAMING_VERSION,
@@ -257,7 +256,7 @@ def export_streaming(model: FusionModel, out_dir: str | Path, width: int, height
         "size_multiple": m,
         "batch": 1,
         "window": window,
-        "net_window": model.net_window if getattr(model, "refine_enabled", True) else None,
+        "net_window": net_window,
         "stabiliser_radius": radius,
         "lookahead": 0,
         "opset": opset,

@@ -11,6 +11,7 @@ device is not ``cpu``; the CPU provider otherwise (and as the fallback of the ot
 from __future__ import annotations
 
 import json
+import time
 from collections import deque
 from pathlib import Path
 from typing import Any
@@ -138,8 +139,6 @@ class OnnxStreamRing:
         self._entries.clear()
 
     def push(self, ir: torch.Tensor, vis: torch.Tensor, meta: Any = None) -> tuple[torch.Tensor, Any]:
-        import time
-
         w, h = self.size
         if tuple(ir.shape) != (1, 1, h, w) or tuple(vis.shape) != (1, 3, h, w):
             raise InputError(f"the ONNX graphs in {self.folder} take {w}x{h} frames (padded to "
