@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from ..runtime.sync_policy import stamp_to_ns
 from .media import Video
 
 #: rows of the contact sheet (samples kept spread over the run)
@@ -45,13 +46,9 @@ class Recorder:
         node.create_subscription(Image, "aligned/visible", lambda m: self._on_aligned("vis", m), qos)
         node.create_subscription(status_type, "fused/status", self._on_status, qos)
 
-    @staticmethod
-    def _stamp(msg: Any) -> int:
-        return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-
     def _on_fused(self, msg: Any) -> None:
         now_ns = time.time_ns()
-        stamp = self._stamp(msg)
+        stamp = stamp_to_ns(msg.header.stamp)
         frame = self._to_array(msg, "fused image")
         with self.lock:
             self.stamps.append(stamp)
@@ -64,7 +61,7 @@ class Recorder:
             self._video.write(frame)
 
     def _on_aligned(self, key: str, msg: Any) -> None:
-        stamp = self._stamp(msg)
+        stamp = stamp_to_ns(msg.header.stamp)
         with self.lock:
             if stamp in self.samples:
                 self.samples[stamp][key] = self._to_array(msg, f"aligned {key}").copy()

@@ -258,7 +258,6 @@ _SOBEL_Y = np.array([[-1, -2, -1], [0, 0, 0], [1, 2, 1]], dtype=np.float64)
 #: differentiable Qabf of the training losses, ftpfusion_ros.losses.common.edge_transfer)
 QABF_STRENGTH = (0.9994, -15.0, 0.5)  # Gamma_g, kappa_g, sigma_g
 QABF_ORIENTATION = (0.9879, -22.0, 0.8)  # Gamma_a, kappa_a, sigma_a
-_QG, _QA = QABF_STRENGTH, QABF_ORIENTATION
 
 
 def _sobel(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -282,8 +281,9 @@ def _edge_preservation(g_x: np.ndarray, a_x: np.ndarray, g_f: np.ndarray, a_f: n
     else:
         raise ValueError(f"unknown Qabf convention {convention!r}; expected 'xydeas' or 'reference_code'")
     orient = 1.0 - np.abs(a_x - a_f) / (np.pi / 2)
-    qg = _QG[0] / (1.0 + np.exp(_QG[1] * (strength - _QG[2])))
-    qa = _QA[0] / (1.0 + np.exp(_QA[1] * (orient - _QA[2])))
+    (g_gamma, g_kappa, g_sigma), (a_gamma, a_kappa, a_sigma) = QABF_STRENGTH, QABF_ORIENTATION
+    qg = g_gamma / (1.0 + np.exp(g_kappa * (strength - g_sigma)))
+    qa = a_gamma / (1.0 + np.exp(a_kappa * (orient - a_sigma)))
     return qg * qa
 
 
