@@ -390,9 +390,11 @@ class FTPFusion(FusionModel):
         #: what the gate brings back over the base: "frame" (the target frame's own unfiltered base fusion)
         #: or a second fusion mode, stabilised like the base (a per-pixel choice between two steady bases)
         self.gate_base = gate_base
-        second = (gate_base,) if sharpen_gate and refine and gate_base != "frame" else ()
+        #: the fusions :meth:`_base` returns, one channel each: the base, then the gate's second one if any
+        self.base_modes = (base_fusion, *((gate_base,) if sharpen_gate and refine and gate_base != "frame" else ()))
         self.stabiliser = (TemporalStabiliser(stab_sigma, stab_neighbour_weight, stab_radius, stab_max_shift,
-                                              stab_downsample, base_fusion, second) if stabiliser else None)
+                                              stab_downsample, base_fusion, self.base_modes[1:])
+                           if stabiliser else None)
         # RGB change per unit CbCr change in the project's BT.601 convention (ycbcr_to_rgb is linear)
         basis = torch.tensor([[0.0, 0.5, 0.5], [0.0, 1.5, 0.5], [0.0, 0.5, 1.5]]).view(3, 3, 1, 1)
         rgb = ycbcr_to_rgb(basis)[..., 0, 0]
@@ -533,8 +535,7 @@ class FTPFusion(FusionModel):
                                    [fr["stab"] for fr in cache], targets)
         ir = torch.cat([cache[t]["ir"] for t in targets], 0)
         y_vis = torch.cat([cache[t]["y_vis"] for t in targets], 0)
-        modes = (self.base_fusion,) if self.gate_base == "frame" else (self.base_fusion, self.gate_base)
-        base = torch.cat([fuse_base(ir, y_vis, mode) for mode in modes], 1)
+        base = torch.cat([fuse_base(ir, y_vis, mode) for mode in self.base_modes], 1)
         gain = torch.tensor([1.0, 0.0, 1.0, 0.0], device=ir.device).expand(base.shape[0], 4)
         return base, gain
 
