@@ -435,6 +435,39 @@ def test_refine_false_is_the_weight_free_base_on_the_same_code_path():
         build_model("ftpfusion", {**SMALL, "refine": "banana"})
 
 
+def test_stab_keep_moves_the_weight_free_base_between_filtered_and_unfiltered():
+    """stab_keep k: the base is the filtered base plus k of the way to the target frame's own de-flickered
+    fusion (k=0 the filtered base, k=1 the stabiliser without its temporal filter), with or without the
+    network on top; out-of-range or non-numeric values are refused."""
+    torch.manual_seed(0)
+    ir, vis = clip(1, 1, 32, 48, seed=3)  # one scene with sensor noise within the filter's range: it averages
+    ir = (ir.expand(-1, -1, 5, -1, -1) + 0.02 * torch.randn(1, 1, 5, 32, 48)).clamp(0, 1)
+    vis = (vis.expand(-1, -1, 5, -1, -1) + 0.02 * torch.randn(1, 3, 5, 32, 48)).clamp(0, 1)
+
+    def fused(**opts):
+        m = build_model("ftpfusion", {**SMALL, "refine": False, **opts}).eval()
+        with torch.no_grad():
+            return m._fuse([m.encode_frame(ir[:, :, t], vis[:, :, t]) for t in range(5)], [4])
+
+    filtered, unfiltered = fused(), fused(stab_neighbour_weight=0.0)
+    half = fused(stab_keep=0.5)
+    assert (filtered["y"] - unfiltered["y"]).abs().max() > 1e-2
+    torch.testing.assert_close(fused(stab_keep=1.0)["y"], unfiltered["y"], atol=1e-4, rtol=0)
+    torch.testing.assert_close(half["base"], 0.5 * (filtered["base"] + unfiltered["base"]), atol=1e-4, rtol=0)
+    torch.testing.assert_close(half["y"], half["base"], atol=1e-3, rtol=0)  # the output carries the kept base
+    on = build_model("ftpfusion", {**SMALL, "stab_keep": 0.5}).eval()
+    with torch.no_grad():
+        for p in (on.decoder.head.weight, on.decoder.head.bias, on.decoder.guide.weight, on.decoder.guide.bias,
+                  on.decoder.gate.weight):
+            p.zero_()
+        on.decoder.gate.bias.fill_(-40.0)  # gate closed: the network's output is its (kept) base
+        out = on._fuse([on.encode_frame(ir[:, :, t], vis[:, :, t]) for t in range(5)], [4])
+    torch.testing.assert_close(out["rgb"], half["rgb"], atol=1e-5, rtol=0)
+    for bad in (-0.1, 1.5, "half", True):
+        with pytest.raises(ValueError, match="stab_keep"):
+            build_model("ftpfusion", {**SMALL, "stab_keep": bad})
+
+
 def test_encoder_features_ignore_camera_flicker():
     """encoder_norm: a global gain/offset change of a camera's frame leaves the network's features as they
     were (the base carries the brightness), so flicker cannot reach the residual."""

@@ -323,6 +323,7 @@ class FTPFusion(FusionModel):
         stab_radius: int = 4,
         stab_max_shift: float = 3.0,
         stab_downsample: int = 2,
+        stab_keep: float = 0.0,
         refine: bool = True,
         encoder_norm: bool = True,
         guided_head: bool = True,
@@ -346,6 +347,8 @@ class FTPFusion(FusionModel):
                           ("guided_head", guided_head), ("sharpen_gate", sharpen_gate)):
             if not isinstance(flag, bool):
                 raise ValueError(f"{key} must be true or false, got {flag!r}")
+        if not (isinstance(stab_keep, (int, float)) and not isinstance(stab_keep, bool) and 0.0 <= stab_keep <= 1.0):
+            raise ValueError(f"stab_keep must be a number in [0, 1], got {stab_keep!r}")
         if gate_base != "frame" and gate_base not in BASE_MODES:
             raise ValueError(f"gate_base must be 'frame' or one of {BASE_MODES}, got {gate_base!r}")
         if train_targets not in ("causal", "clip"):
@@ -360,6 +363,9 @@ class FTPFusion(FusionModel):
         self.net_window = int(net_window)
         self.size_multiple = int(stem_factor) * 4  # two stride-2 stages after the stem
         self.base_fusion = base_fusion
+        #: fraction of the target frame's own (de-flickered, unfiltered) base fusion the base keeps over the
+        #: stabiliser's temporal filter: the weight-free sharpness/steadiness knob (0: fully filtered)
+        self.stab_keep = float(stab_keep) if stabiliser else 0.0
         cfg = dict(
             smooth_kernels=smooth_kernels,
             lfpm_groups=lfpm_groups,
@@ -492,17 +498,21 @@ class FTPFusion(FusionModel):
         ir = apply_gain(torch.cat([cache[t]["ir"] for t in targets], 0).to(base.dtype), g[:, 0:1], g[:, 1:2])
         vis = torch.cat([cache[t]["vis"] for t in targets], 0)
         vis = apply_gain(vis, g[:, 2:3].to(vis.dtype), g[:, 3:4].to(vis.dtype))
-        refined = base
         y_vis = rgb_to_y(vis)
+        y_vis_b = y_vis.to(base.dtype)
+        frame: torch.Tensor | None = None  # the target frame's own (de-flickered, unfiltered) base fusion
+        if self.stab_keep > 0 or (self.refine_enabled and self.sharpen_gate and bases.shape[1] == 1):
+            frame = fuse_base(ir, y_vis_b, self.base_fusion)
+        if self.stab_keep > 0:  # part of the target frame's own fusion back over the filtered one, no weights
+            base = base + self.stab_keep * (frame - base)
+        refined = base
         if self.refine_enabled:
-            y_vis_b = y_vis.to(base.dtype)
             res = self._residuals(cache, targets, torch.cat((base, ir, y_vis_b), 1))
             if self.sharpen_gate:
-                # per pixel, how much of the target frame's own (de-flickered, unfiltered) base fusion comes
-                # back over the temporally filtered one: edges the filter softened, not the noise it removed
+                # per pixel, how much of the target frame's own base fusion (or the second stabilised one)
+                # comes back over the base: edges the filter softened, not the noise it removed
                 w = torch.sigmoid(res[:, 3:4].float()).to(base.dtype)
-                other = fuse_base(ir, y_vis_b, self.base_fusion) if bases.shape[1] == 1 else bases[:, 1:2]
-                refined = base + w * (other - base)
+                refined = base + w * ((frame if bases.shape[1] == 1 else bases[:, 1:2]) - base)
             res = res[:, :3]
         else:  # the weight-free base alone (refine=false): same stabiliser, same colour path
             res = torch.zeros_like(vis)
