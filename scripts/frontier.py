@@ -16,8 +16,9 @@ import json
 from pathlib import Path
 
 from ftpfusion_ros.data.perturb import parse_perturb
-from ftpfusion_ros.data.sequences import find_sequences
+from ftpfusion_ros.data.sequences import find_sequences, select_sequences
 from ftpfusion_ros.evaluation.frontier import DEFAULT_SWEEP, frontier_table, upper_frontier
+from ftpfusion_ros.evaluation.report import md_table
 from ftpfusion_ros.evaluation.runner import EvalConfig, evaluate_models
 from ftpfusion_ros.runtime import FusionEngine
 from ftpfusion_ros.runtime.settings import engine_config
@@ -62,12 +63,10 @@ def main() -> None:
     parser.add_argument("--out", default="runs/frontier")
     args = parser.parse_args()
 
-    seqs = find_sequences(args.data)
-    if args.sequences:
-        keep = args.sequences.split(",")
-        seqs = [p for p in seqs if p.name in keep]
-        if len(seqs) != len(keep):
-            parser.error(f"--sequences: some of {keep} are not under {args.data}")
+    try:
+        seqs = select_sequences(find_sequences(args.data), [n for n in (args.sequences or "").split(",") if n])
+    except (OSError, ValueError) as exc:
+        parser.error(str(exc))
     engines = {}
     for label, options in DEFAULT_SWEEP.items():
         engines[label] = FusionEngine(engine_config({"model": "ftpfusion"}, model_options=dict(options)))
@@ -86,11 +85,12 @@ def main() -> None:
         report["settings"][setting] = rows
         plot(rows, learned, setting, out / f"frontier_{setting}.png")
         print(f"\n{setting} ({', '.join(report['sequences'])}, {args.frames} frames)")
-        print("| operating point | Qabf | BiSWE | Qabf above the weight-free curve at equal BiSWE |\n|---|---|---|---|")
+        cells = []
         for r in rows:
             gain = r.get("gain_at_equal_warp")
             cell = "-" if r["label"] not in learned else ("outside the swept range" if gain is None else f"{gain:+.3f}")
-            print(f"| {r['label']} | {r['qabf']:.3f} | {r['biswe']:.3f} | {cell} |")
+            cells.append([r["label"], f"{r['qabf']:.3f}", f"{r['biswe']:.3f}", cell])
+        print(md_table(["operating point", "Qabf", "BiSWE", "Qabf above the weight-free curve at equal BiSWE"], cells))
     (out / "frontier.json").write_text(json.dumps(report, indent=2))
     print(f"\nwrote {out / 'frontier.json'} and frontier_<setting>.png")
 

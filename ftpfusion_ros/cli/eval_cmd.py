@@ -103,7 +103,7 @@ def _pred_dirs(items: list[str]) -> dict[str, Path]:
 
 
 def _sequences(args: argparse.Namespace):
-    from ..data.sequences import find_sequences, open_pair
+    from ..data.sequences import find_sequences, open_pair, select_sequences
 
     if args.data and (args.ir or args.vis):
         raise ValueError("give either --data or --ir/--vis, not both")
@@ -113,14 +113,7 @@ def _sequences(args: argparse.Namespace):
         seqs = [open_pair(args.ir, args.vis)]
     else:
         raise ValueError("no input: give --data ROOT or --ir DIR --vis DIR")
-    keep = _split(args.sequences)
-    if keep:
-        names = [s.name for s in seqs]
-        unknown = [k for k in keep if k not in names]
-        if unknown:
-            raise ValueError(f"unknown sequences {unknown}; available: {', '.join(names)}")
-        seqs = [s for s in seqs if s.name in keep]
-    return seqs
+    return select_sequences(seqs, _split(args.sequences))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -347,6 +347,18 @@ def find_sequences(root: str | os.PathLike) -> list[SequencePair]:
     return pairs
 
 
+def select_sequences(pairs: Sequence[SequencePair], names: Sequence[str]) -> list[SequencePair]:
+    """The pairs named in ``names``, in their found order (all of them when ``names`` is empty); a name
+    no pair has is refused with the available ones listed."""
+    if not names:
+        return list(pairs)
+    found = [p.name for p in pairs]
+    unknown = [n for n in names if n not in found]
+    if unknown:
+        raise ValueError(f"unknown sequences {unknown}; available: {', '.join(found)}")
+    return [p for p in pairs if p.name in names]
+
+
 def write_pair_folders(root: str | os.PathLike, sequence: str,
                        frames: Iterable[tuple[np.ndarray, np.ndarray] | Frame],
                        png_compression: int = 1) -> Path:

@@ -81,7 +81,8 @@ def _header(names: list[str]) -> list[str]:
     return [f"{n} {'↑' if METRICS[n].higher_is_better else '↓'}" for n in names]
 
 
-def _md_table(header: list[str], rows: list[list[str]]) -> str:
+def md_table(header: list[str], rows: list[list[str]]) -> str:
+    """A markdown table of string cells."""
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines)
@@ -129,17 +130,17 @@ def write_tables(res: EvalResults, out: Path) -> list[Path]:
         for s in res.settings:
             if res.select(s, m):
                 rows.append([m, s, *_mean_cells(res, s, m, names, missing="-")])
-    md.append(_md_table(["model", "setting", *_header(names), "ms/frame"], rows))
+    md.append(md_table(["model", "setting", *_header(names), "ms/frame"], rows))
     gains = network_gains(res)
     if gains:
         md += ["", "## What the network adds (model minus its weight-free base, `refine=false`)", ""]
-        md.append(_md_table(["model", "setting", *[f"Δ {n}" for n in _header(list(gains[0][2]))]],
+        md.append(md_table(["model", "setting", *[f"Δ {n}" for n in _header(list(gains[0][2]))]],
                             [[m, s, *[f"{v:+.4f}" for v in d.values()]] for m, s, d in gains]))
     for s in res.settings:
         md += ["", f"## Per sequence ({s})", ""]
         rows = [[r.model, r.sequence, str(r.frames), *[_fmt(r.metrics.get(n)) for n in names]]
                 for r in res.rows if r.setting == s]
-        md.append(_md_table(["model", "sequence", "frames", *_header(names)], rows))
+        md.append(md_table(["model", "sequence", "frames", *_header(names)], rows))
     md.append("")
     p = out / "metrics.md"
     p.write_text("\n".join(md))
